@@ -1,0 +1,161 @@
+"""`python -m tasks <command>`: every pipeline step as a command with explicit paths.
+
+Logs go to stderr, one plain line each. The last stdout line is a small JSON result that
+Airflow's DockerOperator can push to XCom. Exit codes: 0 ok, 2 usage error, 3 bad input
+(the message names the file and the problem), 1 anything unexpected.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
+log = logging.getLogger("tasks")
+
+
+def _tracking(args) -> str | None:
+    return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def cmd_synth(args) -> dict:
+    from tasks import synth
+    if args.kind == "labeled":
+        m = synth.write_labeled(args.out, args.drop_id or Path(args.out).name, rows=args.rows, seed=args.seed,
+                                id_start=args.id_start, world_seed=args.world_seed)
+        return {"drop": str(args.out), "rows": m.rows}
+    start = dt.date.fromisoformat(args.start)
+    days = []
+    for i in range(args.days):
+        day = start + dt.timedelta(days=i)
+        synth.write_scoring_day(Path(args.out) / day.isoformat(), day, args.rows, seed=args.seed,
+                                world_seed=args.world_seed if args.world_seed is not None else args.seed)
+        days.append(day.isoformat())
+    return {"root": str(args.out), "days": days}
+
+
+def cmd_import_warcov(args) -> dict:
+    from tasks import warcov
+    m = warcov.import_warcov(args.img, args.txt, args.y, args.out, args.drop_id or Path(args.out).name,
+                             args.names, args.align, args.id_column)
+    return {"drop": str(args.out), "rows": m.rows}
+
+
+def cmd_validate(args) -> dict:
+    from tasks import validate
+    report = validate.validate_drop(args.drop, require_kind=args.kind)
+    if args.report:
+        validate.write_report(report, args.report)
+    (log.info if report.ok else log.error)("%s", report.summary())
+    result = {"ok": report.ok, "rows": report.rows, "problems": [p.code for p in report.problems]}
+    if not report.ok:
+        raise BadInput(result)
+    return result
+
+
+def cmd_train(args) -> dict:
+    from tasks import train
+    overrides = train.read_overrides(args.config, {"max_epochs": args.epochs, "lr": args.lr,
+                                                   "batch_size": args.batch_size, "hidden": args.hidden,
+                                                   "dropout": args.dropout, "pos_weight": args.pos_weight,
+                                                   "patience": args.patience, "seed": args.seed,
+                                                   "loader": args.loader, "threads": args.threads,
+                                                   "tune_thresholds": False if args.fixed_threshold else None})
+    cfg = train.TrainConfig.from_overrides(overrides)
+    s = train.train(args.data, args.out, cfg, _tracking(args), run_name=args.run_name)
+    return {"run": str(args.out), "mlflow_run_id": s["mlflow_run_id"], "val_macro_f1": s["val_macro_f1_tuned"],
+            "best_epoch": s["best_epoch"], "seconds": round(s["seconds"], 1)}
+
+
+def cmd_evaluate(args) -> dict:
+    from tasks import evaluate
+    r = evaluate.evaluate(args.run, args.data, args.out, args.champion, not args.no_baseline, _tracking(args))
+    return {"metrics": str(Path(args.out) / evaluate.METRICS),
+            **{f"{k}_macro_f1": round(m["macro_f1"], 4) for k, m in r["models"].items()}}
+
+
+class BadInput(Exception):
+    """Raised with the JSON result of a check that failed on its input."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tasks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write deterministic WarCov-like drops")
+    s.add_argument("--out", type=Path, required=True, help="drop dir (labeled) or root of day dirs (scoring)")
+    s.add_argument("--kind", choices=("labeled", "scoring"), default="labeled")
+    s.add_argument("--rows", type=int, default=70_252, help="rows (labeled) or rows per day (scoring)")
+    s.add_argument("--seed", type=int, default=42, help="seed for the posts")
+    s.add_argument("--world-seed", type=int, default=None, help="seed for the topics (default: 42 for scoring, "
+                                                                "--seed for labeled); keep it fixed across drops")
+    s.add_argument("--drop-id", default=None, help="default: the --out folder name")
+    s.add_argument("--id-start", type=int, default=0, help="first post number, so drops do not share ids")
+    s.add_argument("--days", type=int, default=7, help="scoring: number of days")
+    s.add_argument("--start", default="2026-01-01", help="scoring: first day (YYYY-MM-DD)")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("import-warcov", help="convert the published WarCov files into a drop")
+    s.add_argument("--img", type=Path, required=True)
+    s.add_argument("--txt", type=Path, required=True)
+    s.add_argument("--y", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--drop-id", default=None)
+    s.add_argument("--names", type=Path, default=None, help="text file, one label name per line")
+    s.add_argument("--align", choices=("strict", "truncate"), default="strict")
+    s.add_argument("--id-column", default=None, help="CSV column holding post ids (else row numbers)")
+    s.set_defaults(func=cmd_import_warcov)
+
+    s = sub.add_parser("validate", help="check a drop against its manifest (never modifies it)")
+    s.add_argument("drop", type=Path)
+    s.add_argument("--report", type=Path, default=None, help="write the JSON report here")
+    s.add_argument("--kind", choices=("labeled", "unlabeled"), default=None, help="require this kind")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("train", help="train the fusion MLP; writes a run dir")
+    s.add_argument("--data", type=Path, nargs="+", required=True, help="drops or folders of drops")
+    s.add_argument("--out", type=Path, required=True, help="run dir to write (replaced atomically)")
+    s.add_argument("--config", type=Path, default=None, help="JSON of hyper-parameters (flags override it)")
+    for flag, typ in (("--epochs", int), ("--lr", float), ("--batch-size", int), ("--hidden", int),
+                      ("--dropout", float), ("--pos-weight", float), ("--patience", int), ("--seed", int),
+                      ("--threads", int)):
+        s.add_argument(flag, type=typ, default=None)
+    s.add_argument("--loader", choices=("tensor", "dataloader"), default=None)
+    s.add_argument("--fixed-threshold", action="store_true", help="no threshold tuning: 0.5 for every class")
+    s.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI; 'none' = off)")
+    s.add_argument("--run-name", default=None)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="candidate vs champion vs baseline on the test split")
+    s.add_argument("--run", type=Path, required=True, help="candidate run dir")
+    s.add_argument("--data", type=Path, nargs="+", required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--champion", type=Path, default=None, help="champion run dir, if any")
+    s.add_argument("--no-baseline", action="store_true")
+    s.add_argument("--tracking-uri", default=None)
+    s.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tasks.contract import ContractError
+    try:
+        result = args.func(args)
+    except BadInput as e:
+        print(json.dumps(e.args[0]))
+        return EXIT_BAD_INPUT
+    except (ContractError, FileNotFoundError, ValueError) as e:
+        log.error("%s", e)
+        print(json.dumps({"ok": False, "error": str(e)}))
+        return EXIT_BAD_INPUT
+    print(json.dumps(result))
+    return EXIT_OK

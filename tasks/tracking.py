@@ -1,0 +1,59 @@
+"""MLflow tracking: one run per model, opened by train and resumed by evaluate.
+
+The URI comes from --tracking-uri or MLFLOW_TRACKING_URI (sqlite, file store or a server);
+`none` turns tracking off (benchmarks).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+EXPERIMENT = "social-tone"
+
+
+def git_commit() -> str:
+    if sha := os.environ.get("SOCIAL_TONE_GIT_COMMIT"):
+        return sha
+    with contextlib.suppress(Exception):
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    return "unknown"
+
+
+@contextlib.contextmanager
+def run(uri: str | None, run_name: str | None = None, run_id: str | None = None,
+        experiment: str = EXPERIMENT) -> Iterator[object | None]:
+    """Yield an active mlflow run (or None when tracking is off)."""
+    if not uri or uri == "none":
+        yield None
+        return
+    import mlflow
+    mlflow.set_tracking_uri(uri)
+    if run_id is None:
+        mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_id=run_id, run_name=run_name) as active:
+        log.info("mlflow run %s at %s", active.info.run_id, uri)
+        yield active
+
+
+def log_params(active, params: dict) -> None:
+    if active is not None:
+        import mlflow
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+
+
+def log_metrics(active, metrics: dict, step: int | None = None) -> None:
+    if active is not None:
+        import mlflow
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+
+def log_artifacts(active, folder: Path, artifact_path: str | None = None) -> None:
+    if active is not None:
+        import mlflow
+        mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
