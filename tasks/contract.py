@@ -132,7 +132,7 @@ def load_array(path: Path, mmap: bool = True) -> np.ndarray:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as e:
         msg = str(e)
-        if "allow_pickle" in msg or "Object arrays" in msg:
+        if "pickle" in msg or "Object arrays" in msg or "Python objects" in msg:
             raise ContractError(f"{path}: holds pickled Python objects, which are refused") from None
         raise ContractError(f"{path}: not a readable .npy file ({msg})") from None
     except (OSError, EOFError) as e:
@@ -170,7 +170,7 @@ class DropWriter:
     def __init__(self, target: Path, drop_id: str, rows: int, kind: str = "labeled",
                  img_dim: int = WARCOV_IMG_DIM, txt_dim: int = WARCOV_TXT_DIM,
                  label_names: list[str] | None = None, with_timestamps: bool = False,
-                 source: str = "unknown", id_width: int = 16):
+                 source: str = "unknown", id_width: int = 32):
         if not DROP_ID_RE.match(drop_id):
             raise ContractError(f"drop id {drop_id!r}: use letters, digits, '.', '_' or '-'")
         if kind not in KINDS:
@@ -205,6 +205,8 @@ class DropWriter:
         sl = slice(self._pos, self._pos + k)
         if sl.stop > self.manifest.rows:
             raise ContractError(f"{self.target}: more rows written than the {self.manifest.rows} declared")
+        if k and int(np.char.str_len(np.asarray(ids).astype(str)).max()) > self.id_width:
+            raise ContractError(f"{self.target}: a post id is longer than {self.id_width} characters")
         parts = {IMG: img, TXT: txt, IDS: ids, LABELS: labels, TIMESTAMPS: timestamps}
         for name, arr in self._arrays.items():
             if parts[name] is None:

@@ -44,7 +44,7 @@ def make_world(seed: int, n_labels: int = c.WARCOV_N_LABELS, img_dim: int = c.WA
     rng = np.random.default_rng([seed, 0])
     themes = rng.standard_normal((THEMES, LATENT))
     theme_of = rng.integers(0, THEMES, n_labels)
-    w = 0.7 * themes[theme_of] + rng.standard_normal((n_labels, LATENT))
+    w = 1.2 * themes[theme_of] + 0.7 * rng.standard_normal((n_labels, LATENT))
     w /= np.linalg.norm(w, axis=1, keepdims=True)
     prevalence = rng.permutation(np.geomspace(0.01, 0.18, n_labels))
     unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).T.astype(np.float32)  # noqa: E731
@@ -63,7 +63,7 @@ def _scores(world: World, rng: np.random.Generator, n: int, boost: dict[int, flo
     for k, share in (boost or {}).items():
         hit = rng.random(n) < share
         z[hit] += 2.5 * world.w[:, k]
-    score = z @ world.w + 1.5 * (z @ world.u) * (z @ world.v) \
+    score = z @ world.w + 1.2 * (z @ world.u) * (z @ world.v) \
         + world.label_noise * rng.standard_normal((n, world.w.shape[1])).astype(np.float32)
     return z, score
 

@@ -1,0 +1,42 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks import contract as c
+from tasks.fsutil import sha256_file
+
+os.environ.setdefault("MLFLOW_TRACKING_URI", "none")  # tests that track pass their own sqlite URI
+
+
+def make_drop(path: Path, rows: int = 40, img_dim: int = 8, txt_dim: int = 6, n_labels: int = 4,
+              seed: int = 0, labeled: bool = True, timestamps: bool = False) -> Path:
+    rng = np.random.default_rng(seed)
+    c.write_drop(path, path.name, rng.standard_normal((rows, img_dim)).astype(np.float32),
+                 rng.standard_normal((rows, txt_dim)).astype(np.float32),
+                 np.array([f"post-{seed}-{i}" for i in range(rows)]),
+                 labels=(rng.random((rows, n_labels)) < 0.3).astype(np.uint8) if labeled else None,
+                 timestamps=np.arange(rows, dtype=np.int64) if timestamps else None, source="test")
+    return path
+
+
+def resign(drop: Path) -> None:
+    """Recompute the manifest's checksums after a test tampers with a file on purpose,
+    so validation reaches the check under test instead of stopping at the checksum."""
+    m = json.loads((drop / c.MANIFEST).read_text())
+    for name in m["files"]:
+        if (drop / name).exists():
+            m["files"][name]["sha256"] = sha256_file(drop / name)
+    (drop / c.MANIFEST).write_text(json.dumps(m))
+
+
+def tree_digest(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.is_symlink(), sha256_file(p) if p.is_file() and not p.is_symlink() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def drop(tmp_path):
+    return make_drop(tmp_path / "drop-1")
