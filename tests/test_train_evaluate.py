@@ -1,0 +1,115 @@
+"""Training and evaluation on synthetic WarCov-like data, tracked in a real sqlite MLflow store."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tasks import contract as c
+from tasks import dataset as ds
+from tasks import metrics, model as mdl, synth
+from tasks.evaluate import evaluate
+from tasks.split import TEST
+from tasks.train import TrainConfig, train
+from tests.conftest import make_drop
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    synth.write_labeled(root / "drops" / "d1", "d1", rows=15_000, seed=42)
+    uri = f"sqlite:///{root}/mlflow.db"
+    summary = train([root / "drops"], root / "run", TrainConfig(max_epochs=8), tracking_uri=uri, run_name="t")
+    return root, uri, summary
+
+
+def test_run_dir_holds_a_pickle_free_checkpoint_thresholds_and_history(trained):
+    root, _, summary = trained
+    run = root / "run"
+    state = torch.load(run / mdl.WEIGHTS, weights_only=True)
+    assert set(state) == {"net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias"}
+    assert state["net.0.weight"].shape == (256, 512 + 768) and state["net.3.weight"].shape == (50, 256)
+    thr = json.loads((run / "thresholds.json").read_text())
+    assert len(thr["thresholds"]) == 50 and thr["label_names"][0] == "topic_00" and thr["tuned"]
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == summary["epochs_run"] <= 8
+    assert {"epoch", "train_loss", "val_loss", "val_macro_f1_at_0.5", "lr"} <= set(history[0])
+    assert not list(root.glob(".run.*")), "no temp dirs left behind"
+
+
+def test_tuned_thresholds_beat_fixed_half_on_the_test_split(trained):
+    root, _, _ = trained
+    d = ds.load([root / "drops"])
+    img, txt, y = d.part(TEST)
+    proba = mdl.predict_proba(mdl.load(root / "run"), img, txt)
+    thr = np.asarray(json.loads((root / "run" / "thresholds.json").read_text())["thresholds"])
+    tuned, fixed = metrics.macro_f1(y, proba, thr), metrics.macro_f1(y, proba, 0.5)
+    assert tuned > fixed + 0.05, (tuned, fixed)
+
+
+def test_training_is_logged_to_mlflow(trained):
+    from mlflow.tracking import MlflowClient
+    _, uri, summary = trained
+    client = MlflowClient(uri)
+    run = client.get_run(summary["mlflow_run_id"])
+    p = run.data.params
+    assert p["batch_size"] == "512" and p["data_version"] == summary["data_version"] and "git_commit" in p
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == summary["epochs_run"]
+    assert run.data.metrics["val_macro_f1_tuned"] == pytest.approx(summary["val_macro_f1_tuned"])
+    assert "model/model.pt" in [a.path for a in client.list_artifacts(run.info.run_id, "model")]
+
+
+def test_evaluate_compares_candidate_champion_and_baseline(trained, tmp_path):
+    root, uri, summary = trained
+    r = evaluate(root / "run", [root / "drops"], tmp_path / "eval", champion=root / "run", tracking_uri=uri)
+    assert set(r["models"]) == {"candidate", "champion", "baseline"}
+    cand = r["models"]["candidate"]
+    assert cand == r["models"]["champion"], "same model, same rows -> same metrics"
+    assert cand["macro_f1"] > r["models"]["baseline"]["macro_f1"]
+    assert 0 < cand["exact_match_accuracy"] < cand["label_accuracy"] < 1
+    assert len(cand["per_class"]) == 50 and sum(x["support"] for x in cand["per_class"]) > 0
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["test_rows"] == r["test_rows"] > 1500
+    for png in ("training_curves.png", "per_class_f1.png", "pr_curves.png"):
+        assert (tmp_path / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (tmp_path / "eval" / "model_card.md").read_text()
+    assert "| candidate |" in card and "| baseline |" in card and "Weakest topics" in card
+    from mlflow.tracking import MlflowClient
+    run = MlflowClient(uri).get_run(summary["mlflow_run_id"])
+    assert run.data.metrics["test_candidate_macro_f1"] == pytest.approx(cand["macro_f1"])
+
+
+def test_failed_training_writes_nothing(tmp_path):
+    make_drop(tmp_path / "u", labeled=False)
+    with pytest.raises(c.ContractError, match="unlabeled drop cannot be used for training"):
+        train([tmp_path / "u"], tmp_path / "run", TrainConfig(max_epochs=1), tracking_uri="none")
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
+
+
+def test_unknown_hyperparameter_is_refused():
+    with pytest.raises(ValueError, match="unknown hyper-parameters: \\['epochz'\\]"):
+        TrainConfig.from_overrides({"epochz": 3})
+
+
+def test_cli_end_to_end_with_plain_epoch_logs(tmp_path):
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "tasks", *map(str, args)], capture_output=True, text=True)
+        return p.returncode, json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
+
+    rc, out, _ = run("synth", "--out", tmp_path / "d", "--rows", 4000)
+    assert rc == 0 and out["rows"] == 4000
+    cfg = tmp_path / "hp.json"
+    cfg.write_text(json.dumps({"max_epochs": 3, "hidden": 64}))
+    rc, out, err = run("train", "--data", tmp_path / "d", "--out", tmp_path / "run", "--config", cfg,
+                       "--lr", "0.003", "--tracking-uri", "none")
+    assert rc == 0 and out["run"] == str(tmp_path / "run"), err
+    assert "epoch 1/3 train_loss=" in err and "\r" not in err, "one plain line per epoch"
+    s = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert (s["params"]["hidden"], s["params"]["lr"], s["params"]["max_epochs"]) == (64, 0.003, 3)
+    rc, out, _ = run("evaluate", "--run", tmp_path / "run", "--data", tmp_path / "d", "--out", tmp_path / "ev",
+                     "--no-baseline", "--tracking-uri", "none")
+    assert rc == 0 and out["candidate_macro_f1"] > 0 and "baseline_macro_f1" not in out
+    rc, out, err = run("train", "--data", tmp_path / "nope", "--out", tmp_path / "r2")
+    assert rc == 3 and f"{tmp_path / 'nope'}: neither a drop nor a folder of drops" in err
