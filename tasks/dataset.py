@@ -13,8 +13,8 @@ from tasks import split as sp
 
 @dataclasses.dataclass
 class Dataset:
-    img: np.ndarray
-    txt: np.ndarray
+    x: np.ndarray             # (N, img_dim + txt_dim) float32: both views side by side, read once
+    img_dim: int
     labels: np.ndarray
     ids: np.ndarray
     split: np.ndarray
@@ -23,16 +23,18 @@ class Dataset:
     drops: list[str]
 
     @property
-    def img_dim(self) -> int:
-        return self.img.shape[1]
-
-    @property
     def txt_dim(self) -> int:
-        return self.txt.shape[1]
+        return self.x.shape[1] - self.img_dim
+
+    def part_x(self, which: int) -> tuple[np.ndarray, np.ndarray]:
+        """(fused features, labels) of one split: what training consumes."""
+        m = self.split == which
+        return self.x[m], self.labels[m]
 
     def part(self, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        m = self.split == which
-        return self.img[m], self.txt[m], self.labels[m]
+        """(img, txt, labels) of one split; img and txt are views into one copy."""
+        x, y = self.part_x(which)
+        return x[:, :self.img_dim], x[:, self.img_dim:], y
 
 
 def find_drops(paths: list[Path]) -> list[Path]:
@@ -62,11 +64,20 @@ def load(paths: list[Path], seed: int = 42) -> Dataset:
     ids = np.concatenate([np.asarray(d.ids).astype(str) for d in drops])
     # A later drop re-labels a post it repeats: keep each id's last occurrence.
     _, last_rev = np.unique(ids[::-1], return_index=True)
-    keep = np.sort(len(ids) - 1 - last_rev)
-    cat = lambda attr, dtype: np.concatenate([np.asarray(getattr(d, attr), dtype=dtype) for d in drops])[keep]  # noqa: E731
+    keep = None if len(last_rev) == len(ids) else np.sort(len(ids) - 1 - last_rev)
+
+    x = np.empty((len(ids), first.img_dim + first.txt_dim), dtype=np.float32)
+    start = 0
+    for d in drops:  # fill from the memory maps drop by drop: one read, no intermediate copies
+        n = d.manifest.rows
+        x[start:start + n, :first.img_dim] = d.img
+        x[start:start + n, first.img_dim:] = d.txt
+        start += n
+    labels = np.concatenate([np.asarray(d.labels, dtype=np.float32) for d in drops])
+    if keep is not None:
+        x, labels, ids = x[keep], labels[keep], ids[keep]
     h = hashlib.sha256()
     for d in drops:
         h.update(repr(sorted(d.manifest.files.items())).encode())
-    return Dataset(img=cat("img", np.float32), txt=cat("txt", np.float32), labels=cat("labels", np.float32),
-                   ids=ids[keep], split=sp.assign(ids[keep], seed), label_names=first.label_names,
-                   version=h.hexdigest()[:16], drops=[str(d.path) for d in drops])
+    return Dataset(x=x, img_dim=first.img_dim, labels=labels, ids=ids, split=sp.assign(ids, seed),
+                   label_names=first.label_names, version=h.hexdigest()[:16], drops=[str(d.path) for d in drops])
