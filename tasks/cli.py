@@ -2,7 +2,8 @@
 
 Logs go to stderr, one plain line each. The last stdout line is a small JSON result that
 Airflow's DockerOperator can push to XCom. Exit codes: 0 ok, 2 usage error, 3 bad input
-(the message names the file and the problem), 1 anything unexpected.
+(the message names the file and the problem), 4 a check on our own output failed (ONNX
+parity), 1 anything unexpected.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECK_FAILED = 0, 1, 2, 3, 4
 log = logging.getLogger("tasks")
 
 
@@ -76,6 +77,13 @@ def cmd_evaluate(args) -> dict:
     r = evaluate.evaluate(args.run, args.data, args.out, args.champion, not args.no_baseline, _tracking(args))
     return {"metrics": str(Path(args.out) / evaluate.METRICS),
             **{f"{k}_macro_f1": round(m["macro_f1"], 4) for k, m in r["models"].items()}}
+
+
+def cmd_export_onnx(args) -> dict:
+    from tasks import export_onnx
+    out = args.out or Path(args.run) / "model.onnx"
+    r = export_onnx.export_onnx(args.run, args.data, out, args.parity_rows, args.opset, args.atol, _tracking(args))
+    return {"onnx": r["onnx"], "parity_max_abs_diff": r["max_abs_diff"], "parity_rows": r["rows"]}
 
 
 class BadInput(Exception):
@@ -140,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-baseline", action="store_true")
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("export-onnx", help="export ONNX and check parity against PyTorch on real rows")
+    s.add_argument("--run", type=Path, required=True)
+    s.add_argument("--data", type=Path, nargs="+", required=True, help="drops whose test rows check parity")
+    s.add_argument("--out", type=Path, default=None, help="default: RUN/model.onnx")
+    s.add_argument("--parity-rows", type=int, default=1000)
+    s.add_argument("--opset", type=int, default=18)
+    s.add_argument("--atol", type=float, default=1e-4)
+    s.add_argument("--tracking-uri", default=None)
+    s.set_defaults(func=cmd_export_onnx)
     return p
 
 
@@ -148,8 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from tasks.contract import ContractError
+    from tasks.errors import CheckFailed
     try:
         result = args.func(args)
+    except CheckFailed as e:
+        log.error("%s", e)
+        print(json.dumps({"ok": False, "error": str(e)}))
+        return EXIT_CHECK_FAILED
     except BadInput as e:
         print(json.dumps(e.args[0]))
         return EXIT_BAD_INPUT

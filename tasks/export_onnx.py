@@ -1,0 +1,105 @@
+"""`tasks export-onnx`: ONNX export (torch.export path) gated by a parity check on real rows.
+
+Parity: on at least --parity-rows rows of the test split (topped up from val/train when the
+test split is smaller), ONNX Runtime's logits must be within --atol of PyTorch's, and
+the thresholded labels must be identical. On failure nothing is written but the report:
+a model that does not match never reaches serving.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tasks import dataset as ds
+from tasks import model as mdl, tracking
+from tasks.errors import CheckFailed
+from tasks.evaluate import load_thresholds
+from tasks.fsutil import atomic_write_json
+from tasks.split import TEST, TRAIN, VAL
+from tasks.train import SUMMARY
+
+log = logging.getLogger(__name__)
+INPUTS, OUTPUT = ("img_emb", "txt_emb"), "logits"
+PARITY_REPORT = "onnx_parity.json"
+MAX_BATCH = 1 << 16
+
+
+class ParityError(CheckFailed):
+    """The exported graph does not reproduce the PyTorch model."""
+
+
+def export(model: mdl.FusionMLP, path: Path, opset: int = 18) -> None:
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    example = (torch.zeros(2, model.cfg.img_dim), torch.zeros(2, model.cfg.txt_dim))
+    program = torch.onnx.export(model.eval(), example, input_names=list(INPUTS), output_names=[OUTPUT],
+                                dynamic_shapes={"img_emb": {0: batch}, "txt_emb": {0: batch}},
+                                opset_version=opset, dynamo=True, verbose=False)
+    program.save(str(path))
+
+
+def parity_rows(d: ds.Dataset, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    img, txt, _ = d.part(TEST)
+    source = "test"
+    if len(img) < n:  # a small dataset: top up from the other splits so the check still sees n rows
+        extra = [d.part(s) for s in (VAL, TRAIN)]
+        img = np.concatenate([img] + [e[0] for e in extra])[:n]
+        txt = np.concatenate([txt] + [e[1] for e in extra])[:n]
+        source = "test+val+train"
+    return np.ascontiguousarray(img[:n]), np.ascontiguousarray(txt[:n]), source
+
+
+def check_parity(onnx_path: Path, model: mdl.FusionMLP, thresholds: np.ndarray, img: np.ndarray,
+                 txt: np.ndarray, atol: float = 1e-4) -> dict:
+    import onnx
+    import onnxruntime as ort
+    onnx.checker.check_model(str(onnx_path), full_check=True)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run([OUTPUT], {"img_emb": img, "txt_emb": txt})[0]
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(img), torch.from_numpy(txt)).numpy()
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    mismatched = int(((sig(got) >= thresholds) != (sig(want) >= thresholds)).any(axis=1).sum())
+    report = {"rows": int(len(img)), "max_abs_diff": float(np.abs(got - want).max()), "atol": atol,
+              "label_mismatch_rows": mismatched, "output_shape": list(got.shape)}
+    report["ok"] = bool(report["max_abs_diff"] <= atol and mismatched == 0 and got.shape == want.shape)
+    return report
+
+
+def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, opset: int = 18,
+                atol: float = 1e-4, tracking_uri: str | None = None) -> dict:
+    run_dir, out = Path(run_dir), Path(out)
+    model = mdl.load(run_dir)
+    _, thr = load_thresholds(run_dir)
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    d = ds.load(data, seed=int(summary["params"]["split_seed"]))
+    img, txt, source = parity_rows(d, n_rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".onnx-") as tmp:
+        tmp_path = Path(tmp) / out.name
+        export(model, tmp_path, opset)
+        report = {**check_parity(tmp_path, model, thr, img, txt, atol), "rows_from": source, "opset": opset}
+        atomic_write_json(out.parent / PARITY_REPORT, report)
+        log.info("ONNX parity on %d %s rows: max |diff| %.2e (atol %.0e), %d rows with different labels",
+                 report["rows"], source, report["max_abs_diff"], atol, report["label_mismatch_rows"])
+        if not report["ok"]:
+            raise ParityError(f"{out}: ONNX parity failed (max |diff| {report['max_abs_diff']:.2e}, "
+                              f"{report['label_mismatch_rows']} rows with different labels); not written")
+        tmp_path.replace(out)
+    uri = tracking_uri or None
+    run_id = summary.get("mlflow_run_id") if summary.get("tracking_uri") == uri else None
+    with tracking.run(uri, run_name="export-onnx", run_id=run_id) as active:
+        if active is not None:
+            import mlflow
+            import onnx
+            from mlflow.models import infer_signature
+            example = {"img_emb": img[:2], "txt_emb": txt[:2]}
+            sig = infer_signature(example, {OUTPUT: model(torch.from_numpy(img[:2]), torch.from_numpy(txt[:2]))
+                                            .detach().numpy()})
+            mlflow.onnx.log_model(onnx.load(str(out)), name="onnx", signature=sig, input_example=example)
+            tracking.log_metrics(active, {"onnx_parity_max_abs_diff": report["max_abs_diff"]})
+    return {**report, "onnx": str(out)}

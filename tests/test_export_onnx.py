@@ -1,0 +1,86 @@
+"""ONNX export: parity with PyTorch on real test rows, refusal on mismatch, MLflow model."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from tasks import dataset as ds
+from tasks import model as mdl, synth
+from tasks.export_onnx import ParityError, check_parity, export_onnx, parity_rows
+from tasks.split import TEST
+from tasks.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    synth.write_labeled(root / "d", "d", rows=8000, seed=3)
+    uri = f"sqlite:///{root}/mlflow.db"
+    train([root / "d"], root / "run", TrainConfig(max_epochs=2), tracking_uri=uri)
+    return root, uri
+
+
+def test_export_matches_pytorch_on_real_test_rows(run):
+    root, uri = run
+    r = export_onnx(root / "run", [root / "d"], root / "run" / "model.onnx", tracking_uri=uri)
+    assert r["ok"] and r["rows"] == 1000 and r["rows_from"] == "test" and r["max_abs_diff"] <= 1e-4
+    report = json.loads((root / "run" / "onnx_parity.json").read_text())
+    assert report["label_mismatch_rows"] == 0 and report["opset"] >= 17
+
+    sess = ort.InferenceSession(str(root / "run" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape[1]) for i in sess.get_inputs()] == [("img_emb", 512), ("txt_emb", 768)]
+    assert (sess.get_outputs()[0].name, sess.get_outputs()[0].shape[1]) == ("logits", 50)
+    d = ds.load([root / "d"])
+    img, txt, _ = d.part(TEST)
+    model = mdl.load(root / "run")
+    for b in (1, 7, 1024):  # dynamic batch
+        got = sess.run(["logits"], {"img_emb": np.ascontiguousarray(img[:b]), "txt_emb": np.ascontiguousarray(txt[:b])})[0]
+        want = model(torch.from_numpy(np.ascontiguousarray(img[:b])), torch.from_numpy(np.ascontiguousarray(txt[:b])))
+        assert got.shape == (b, 50) and np.abs(got - want.detach().numpy()).max() <= 1e-4
+
+    from mlflow.tracking import MlflowClient
+    summary = json.loads((root / "run" / "train_summary.json").read_text())
+    client = MlflowClient(uri)
+    models = client.search_logged_models(experiment_ids=[client.get_run(summary["mlflow_run_id"]).info.experiment_id])
+    onnx_model = [m for m in models if m.name == "onnx"]
+    assert onnx_model and onnx_model[0].source_run_id == summary["mlflow_run_id"]
+    import mlflow
+    info = mlflow.models.get_model_info(onnx_model[0].model_uri)
+    assert {i["name"] for i in info.signature.inputs.to_dict()} == {"img_emb", "txt_emb"}
+
+
+def test_parity_catches_a_graph_that_drifts(run, tmp_path):
+    root, _ = run
+    model = mdl.load(root / "run")
+    from tasks.export_onnx import export
+    export(model, tmp_path / "m.onnx")
+    with torch.no_grad():
+        model.net[3].bias += 1e-3  # the graph no longer matches the model it claims to be
+    d = ds.load([root / "d"])
+    img, txt, _ = parity_rows(d, 1000)
+    r = check_parity(tmp_path / "m.onnx", model, np.full(50, 0.5, np.float32), img, txt)
+    assert not r["ok"] and r["max_abs_diff"] > 5e-4
+
+
+def test_failed_parity_writes_no_model_and_exits_4(run, tmp_path, monkeypatch):
+    root, _ = run
+    import tasks.export_onnx as ex
+    real = ex.check_parity
+    monkeypatch.setattr(ex, "check_parity", lambda *a, **k: {**real(*a, **k), "ok": False})
+    with pytest.raises(ParityError, match="not written"):
+        export_onnx(root / "run", [root / "d"], tmp_path / "out" / "model.onnx", tracking_uri="none")
+    assert not (tmp_path / "out" / "model.onnx").exists()
+    assert json.loads((tmp_path / "out" / "onnx_parity.json").read_text())["ok"] is False
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["onnx_parity.json"]
+
+
+def test_cli_exit_code_on_parity_failure(run, tmp_path):
+    root, _ = run
+    p = subprocess.run([sys.executable, "-m", "tasks", "export-onnx", "--run", str(root / "run"), "--data",
+                        str(root / "d"), "--out", str(tmp_path / "m.onnx"), "--atol", "-1", "--tracking-uri", "none"],
+                       capture_output=True, text=True)
+    assert p.returncode == 4 and "ONNX parity failed" in p.stderr and not (tmp_path / "m.onnx").exists()
