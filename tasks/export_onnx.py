@@ -2,7 +2,8 @@
 
 Parity: on at least --parity-rows rows of the test split (topped up from val/train when the
 test split is smaller), ONNX Runtime's logits must be within --atol of PyTorch's, and
-the thresholded labels must be identical. On failure nothing is written but the report:
+the thresholded labels must be identical wherever the logit is farther than atol from the
+threshold (closer than that, a flip is float noise: counted and reported as borderline). On failure nothing is written but the report:
 a model that does not match never reaches serving.
 """
 from __future__ import annotations
@@ -62,11 +63,17 @@ def check_parity(onnx_path: Path, model: mdl.FusionMLP, thresholds: np.ndarray, 
     got = sess.run([OUTPUT], {"img_emb": img, "txt_emb": txt})[0]
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(img), torch.from_numpy(txt)).numpy()
-    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
-    mismatched = int(((sig(got) >= thresholds) != (sig(want) >= thresholds)).any(axis=1).sum())
+    # Labels must agree wherever PyTorch's logit is farther than atol from the threshold's
+    # logit. Inside that band a flip is numerically undecidable between any two float
+    # implementations; those rows are counted and reported, not failed.
+    thr_logit = np.log(thresholds) - np.log1p(-np.clip(thresholds, 0, 1 - 1e-7))
+    flips = (got >= thr_logit) != (want >= thr_logit)
+    borderline = np.abs(want - thr_logit) <= atol
     report = {"rows": int(len(img)), "max_abs_diff": float(np.abs(got - want).max()), "atol": atol,
-              "label_mismatch_rows": mismatched, "output_shape": list(got.shape)}
-    report["ok"] = bool(report["max_abs_diff"] <= atol and mismatched == 0 and got.shape == want.shape)
+              "label_mismatch_rows": int((flips & ~borderline).any(axis=1).sum()),
+              "borderline_flips": int((flips & borderline).sum()), "output_shape": list(got.shape)}
+    report["ok"] = bool(report["max_abs_diff"] <= atol and report["label_mismatch_rows"] == 0
+                        and got.shape == want.shape)
     return report
 
 

@@ -84,3 +84,30 @@ def test_cli_exit_code_on_parity_failure(run, tmp_path):
                         str(root / "d"), "--out", str(tmp_path / "m.onnx"), "--atol", "-1", "--tracking-uri", "none"],
                        capture_output=True, text=True)
     assert p.returncode == 4 and "ONNX parity failed" in p.stderr and not (tmp_path / "m.onnx").exists()
+
+
+def test_label_flips_count_only_outside_the_tolerance_band(tmp_path):
+    """A flip where the logit sits within atol of the threshold is float noise; one farther away fails."""
+    from tasks.export_onnx import INPUTS
+    import onnx
+    from onnx import helper, TensorProto
+    # a graph computing logits = img[:, :1] + txt[:, :1] * 0 + delta, against a model returning img[:, :1]
+    class Tiny(torch.nn.Module):
+        def forward(self, img_emb, txt_emb):
+            return img_emb[:, :1] + 0 * txt_emb[:, :1]
+    def graph(delta, path):
+        nodes = [helper.make_node("Slice", ["img_emb", "s", "e", "ax"], ["a"]),
+                 helper.make_node("Add", ["a", "d"], ["logits"])]
+        init = [helper.make_tensor("s", TensorProto.INT64, [1], [0]), helper.make_tensor("e", TensorProto.INT64, [1], [1]),
+                helper.make_tensor("ax", TensorProto.INT64, [1], [1]), helper.make_tensor("d", TensorProto.FLOAT, [1], [delta])]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", k])
+                                           for n, k in zip(INPUTS, (1, 1))],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1])], init)
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path)
+    img = np.array([[0.0], [-3e-5], [2.0]], np.float32)   # logits at, just under, and far from the threshold 0.5
+    txt = np.zeros((3, 1), np.float32)
+    graph(5e-5, tmp_path / "near.onnx")
+    r = check_parity(tmp_path / "near.onnx", Tiny(), np.array([0.5], np.float32), img, txt)
+    assert r["ok"] and r["borderline_flips"] == 1 and r["label_mismatch_rows"] == 0
+    r = check_parity(tmp_path / "near.onnx", Tiny(), np.array([0.5], np.float32), img + 1e-3, txt, atol=1e-5)
+    assert not r["ok"]

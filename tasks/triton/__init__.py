@@ -1,0 +1,1 @@
+"""Triton serving: model repository publishing and a managed CPU tritonserver."""

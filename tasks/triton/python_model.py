@@ -1,0 +1,35 @@
+"""Triton Python-backend model: ONNX Runtime on CPU (no ONNX Runtime backend exists on PyPI).
+
+Copied into every published version as model.py. Runs in Triton's stub process with the
+execution environment named by EXECUTION_ENV_PATH (numpy + onnxruntime).
+"""
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        here = os.path.join(args["model_repository"], args["model_version"])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(os.environ.get("SOCIAL_TONE_ORT_THREADS", "1"))
+        self.session = ort.InferenceSession(os.path.join(here, "model.onnx"), opts,
+                                            providers=["CPUExecutionProvider"])
+        with open(os.path.join(here, "thresholds.json")) as f:
+            self.thresholds = np.asarray(json.load(f)["thresholds"], dtype=np.float32)
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            img = pb_utils.get_input_tensor_by_name(request, "img_emb").as_numpy()
+            txt = pb_utils.get_input_tensor_by_name(request, "txt_emb").as_numpy()
+            logits = self.session.run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
+            probs = 1.0 / (1.0 + np.exp(-logits))
+            labels = (probs >= self.thresholds).astype(np.bool_)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("logits", logits),
+                                                         pb_utils.Tensor("probs", probs.astype(np.float32)),
+                                                         pb_utils.Tensor("labels", labels)]))
+        return responses

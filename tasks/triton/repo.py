@@ -1,0 +1,67 @@
+"""Publishing versions into a Triton model repository: <repo>/<model>/<N>/, written atomically.
+
+A version dir holds the ONNX graph, the per-class thresholds and label names (so clients get
+topics, not just logits), and for the CPU backend the Python model. config.pbtxt is
+generated for the backend in use and names the label file for the labels output.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tasks.fsutil import atomic_dir, atomic_write_text
+
+BACKENDS = ("python", "onnxruntime", "tensorrt_plan")
+PYTHON_MODEL = Path(__file__).with_name("python_model.py")
+
+
+def versions(model_dir: Path) -> list[int]:
+    """Published versions (hidden temp dirs of an interrupted publish are not versions)."""
+    return sorted(int(p.name) for p in Path(model_dir).glob("*") if p.is_dir() and p.name.isdigit())
+
+
+def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels: int,
+                  max_batch_size: int = 4096, execution_env: str | None = None) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}")
+    outputs = [f'{{ name: "logits" data_type: TYPE_FP32 dims: [ {n_labels} ] }}']
+    if backend == "python":  # only the Python model computes probabilities and thresholded labels
+        outputs += [f'{{ name: "probs" data_type: TYPE_FP32 dims: [ {n_labels} ] label_filename: "labels.txt" }}',
+                    f'{{ name: "labels" data_type: TYPE_BOOL dims: [ {n_labels} ] }}']
+    lines = [f'name: "{name}"',
+             f'backend: "{"tensorrt" if backend == "tensorrt_plan" else backend}"',
+             f"max_batch_size: {max_batch_size}",
+             "input [",
+             f'  {{ name: "img_emb" data_type: TYPE_FP32 dims: [ {img_dim} ] }},',
+             f'  {{ name: "txt_emb" data_type: TYPE_FP32 dims: [ {txt_dim} ] }}',
+             "]",
+             "output [\n  " + ",\n  ".join(outputs) + "\n]",
+             "dynamic_batching { max_queue_delay_microseconds: 500 }",
+             f'instance_group [ {{ kind: {"KIND_GPU" if backend == "tensorrt_plan" else "KIND_CPU"} count: 1 }} ]',
+             'version_policy: { latest { num_versions: 1 } }']
+    if backend == "python" and execution_env:
+        lines.append(f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{execution_env}" }} }}')
+    return "\n".join(lines) + "\n"
+
+
+def publish(onnx_path: Path, run_dir: Path, repo: Path, model: str = "social_tone", backend: str = "python",
+            keep: int = 3, max_batch_size: int = 4096, execution_env: str | None = None) -> int:
+    """Copy a run's ONNX graph and thresholds into the next version dir; return its number."""
+    model_dir = Path(repo) / model
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "model_config.json").read_text())
+    thresholds = json.loads((run_dir / "thresholds.json").read_text())
+    existing = versions(model_dir)
+    version = (existing[-1] + 1) if existing else 1
+    with atomic_dir(model_dir / str(version), replace=False) as tmp:
+        shutil.copyfile(onnx_path, tmp / "model.onnx")
+        shutil.copyfile(run_dir / "thresholds.json", tmp / "thresholds.json")
+        if backend == "python":
+            shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
+    atomic_write_text(model_dir / "labels.txt", "\n".join(thresholds["label_names"]) + "\n")
+    atomic_write_text(model_dir / "config.pbtxt", render_config(model, backend, cfg["img_dim"], cfg["txt_dim"],
+                                                                cfg["n_labels"], max_batch_size, execution_env))
+    for old in versions(model_dir)[:-keep]:
+        shutil.rmtree(model_dir / str(old))
+    return version

@@ -1,0 +1,106 @@
+"""A CPU tritonserver managed as a process: the one from PyPI's nvidia-pytriton wheel.
+
+Bound to 127.0.0.1, EXPLICIT model control, the Python backend assembled from the wheel's
+files. Used by the tests, the benchmarks and the embedded demo; production uses the NGC
+image with the same repository layout.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+
+def _pytriton_dir() -> Path:
+    import pytriton  # noqa: F401  (import only to find the wheel's files)
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def backend_dir(dest: Path) -> Path:
+    """backends/python/ with the backend library, its utils and the stub for this Python."""
+    src = _pytriton_dir()
+    py = dest / "python"
+    py.mkdir(parents=True, exist_ok=True)
+    for f in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        shutil.copyfile(src / "backends" / "python" / f, py / f)
+    stub = py / "triton_python_backend_stub"
+    shutil.copyfile(src / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" /
+                    "triton_python_backend_stub", stub)
+    stub.chmod(0o755)
+    return dest
+
+
+class TritonServer:
+    def __init__(self, model_repo: Path, workdir: Path, http_port: int | None = None, grpc_port: int | None = None):
+        self.model_repo, self.workdir = Path(model_repo), Path(workdir)
+        self.http_port, self.grpc_port = http_port or free_port(), grpc_port or free_port()
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / "tritonserver.log"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    def start(self, timeout: float = 60) -> "TritonServer":
+        src = _pytriton_dir()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        backends = backend_dir(self.workdir / "backends")
+        env = dict(os.environ)
+        # the stub links libpython and the CUDA runtime the wheel ships (unused on CPU)
+        libs = [sysconfig.get_config_var("LIBDIR"), str(src.parent.parent / "nvidia_pytriton.libs")]
+        env["LD_LIBRARY_PATH"] = ":".join(libs + [env.get("LD_LIBRARY_PATH", "")])
+        cmd = [str(src / "bin" / "tritonserver"), f"--model-repository={self.model_repo}",
+               f"--backend-directory={backends}", "--model-control-mode=explicit",
+               "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+               f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
+               f"--metrics-port={self.metrics_port}", "--log-verbose=0"]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        import tritonclient.grpc as grpcclient
+        client = grpcclient.InferenceServerClient(self.grpc_url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with {self.proc.returncode}; see {self.log_path}")
+            with contextlib.suppress(Exception):
+                if client.is_server_ready():
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"tritonserver not ready after {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
