@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
 
 from tasks import contract as c
-from tasks.fsutil import sha256_file
+from tasks.fsutil import atomic_write_json, sha256_file
 
 CHUNK_ROWS = 65536
 
@@ -191,16 +190,11 @@ def _check_ids(ck: _Checker, ids: np.ndarray) -> None:
     if ids.dtype.kind in "US" and (np.char.str_len(ids) == 0).any():
         ck.fail("missing_ids", c.IDS, f"empty post id at row {int(np.argmax(np.char.str_len(ids) == 0))}")
         return
-    uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    uniq, counts = np.unique(ids, return_counts=True)
     if len(uniq) != len(ids):
         dup = uniq[counts > 1]
         ck.fail("duplicate_ids", c.IDS, f"{int((counts - 1).sum())} duplicate post ids, e.g. {dup[0]!r}")
 
 
 def write_report(report: Report, path: Path) -> None:
-    from tasks.fsutil import atomic_write_json
     atomic_write_json(path, report.to_json())
-
-
-def load_report(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
