@@ -13,7 +13,9 @@ export PYTHONPATH := $(CURDIR)
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
 
-$(VENV)/.complete: requirements.txt pyproject.toml
+# No file prerequisites: the path already carries the requirements' hash, and a fresh clone's
+# files are always newer than the cached stamp.
+$(VENV)/.complete:
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
