@@ -3,7 +3,8 @@
 Logs go to stderr, one plain line each. The last stdout line is a small JSON result that
 Airflow's DockerOperator can push to XCom. Exit codes: 0 ok, 2 usage error, 3 bad input
 (the message names the file and the problem), 4 a check on our own output failed (ONNX
-parity), 1 anything unexpected.
+parity, TensorRT parity, Triton canary: rolled back), 5 skipped (convert-tensorrt without a
+GPU), 6 a service (Triton) stayed unreachable through the retries, 1 anything unexpected.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECK_FAILED = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_SKIPPED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5, 6
 log = logging.getLogger("tasks")
 
 
@@ -84,6 +85,76 @@ def cmd_export_onnx(args) -> dict:
     out = args.out or Path(args.run) / "model.onnx"
     r = export_onnx.export_onnx(args.run, args.data, out, args.parity_rows, args.opset, args.atol, _tracking(args))
     return {"onnx": r["onnx"], "parity_max_abs_diff": r["max_abs_diff"], "parity_rows": r["rows"]}
+
+
+def cmd_convert_tensorrt(args) -> dict:
+    from tasks import convert_tensorrt as ct
+    from tasks.triton.reload import canary_rows
+    out = args.out or Path(args.run) / "model.plan"
+    onnx_path = args.onnx or Path(args.run) / "model.onnx"
+    if (reason := ct.why_skip()) is not None:  # before touching data: a CPU host has nothing to do
+        from tasks.fsutil import atomic_write_json
+        atomic_write_json(Path(out).parent / ct.REPORT, {"skipped": True, "reason": reason})
+        raise ct.Skipped(reason)
+    cfg = json.loads((Path(args.run) / "model_config.json").read_text())
+    rows = canary_rows(cfg["img_dim"], cfg["txt_dim"], args.parity_rows, args.data)
+    return ct.convert(onnx_path, out, Path(args.run) / "thresholds.json", rows, args.max_batch, args.opt_batch,
+                      args.fp16, args.atol)
+
+
+def cmd_publish(args) -> dict:
+    from tasks.triton import repo as trepo
+    model_file = args.model_file or Path(args.run) / ("model.plan" if args.backend == "tensorrt_plan" else "model.onnx")
+    env = args.execution_env or (sys.prefix if args.backend == "python" else None)
+    v = trepo.publish(model_file, args.run, args.repo, args.model, args.backend, args.keep, args.max_batch, env)
+    return {"model": args.model, "version": v, "repo": str(args.repo)}
+
+
+def cmd_reload(args) -> dict:
+    from tasks.triton import reload
+    return reload.reload(args.repo, args.model, args.url, args.onnx or Path(args.run) / "model.onnx",
+                         Path(args.run) / "thresholds.json", args.canary_data, args.canary_rows, args.atol,
+                         args.timeout, args.retries)
+
+
+def cmd_rollback(args) -> dict:
+    from tasks.triton import reload
+    return reload.rollback(args.repo, args.model, args.url, args.reason, args.timeout)
+
+
+def cmd_score(args) -> dict:
+    from tasks import score
+    from tasks.contract import read_manifest
+    m = read_manifest(args.drop)
+    if args.onnx_dir:
+        scorer = score.OnnxScorer(args.onnx_dir)
+    else:
+        scorer = score.TritonScorer(args.url, args.model, m.n_labels, m.img_dim, m.txt_dim)
+    r = score.score(args.drop, args.out, scorer, scorer.names, args.batch, args.inflight)
+    r.pop("topic_counts") if not args.verbose else None
+    return r
+
+
+def cmd_serve(args) -> dict:
+    import signal
+    from tasks.triton.server import TritonServer
+    server = TritonServer(args.repo, args.workdir, args.http_port, args.grpc_port, args.metrics_port)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    with server:
+        if args.load:
+            from tasks.triton.client import TritonClient
+            from tasks.triton.repo import versions
+            if versions(Path(args.repo) / args.load):
+                TritonClient(server.grpc_url, args.load).load()
+        log.info("tritonserver ready: gRPC %s, HTTP %s (log %s)", server.grpc_url, server.http_url, server.log_path)
+        print(json.dumps({"grpc": server.grpc_url, "http": server.http_url, "pid": server.proc.pid}), flush=True)
+        try:
+            while not stop and server.proc.poll() is None:
+                signal.sigtimedwait([signal.SIGTERM, signal.SIGINT], 1.0)
+        except KeyboardInterrupt:
+            pass
+    return {"stopped": True, "returncode": server.proc.returncode}
 
 
 class BadInput(Exception):
@@ -158,6 +229,71 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--atol", type=float, default=1e-4)
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_export_onnx)
+
+    s = sub.add_parser("convert-tensorrt", help="TensorRT plan + parity vs ONNX Runtime (exit 5 = skipped: no GPU)")
+    s.add_argument("--run", type=Path, required=True)
+    s.add_argument("--onnx", type=Path, default=None, help="default: RUN/model.onnx")
+    s.add_argument("--out", type=Path, default=None, help="default: RUN/model.plan")
+    s.add_argument("--data", type=Path, nargs="*", default=None, help="drops for parity rows (else Gaussian rows)")
+    s.add_argument("--parity-rows", type=int, default=1000)
+    s.add_argument("--max-batch", type=int, default=4096, help="= Triton's max_batch_size")
+    s.add_argument("--opt-batch", type=int, default=256)
+    s.add_argument("--fp16", action="store_true")
+    s.add_argument("--atol", type=float, default=None, help="default 1e-3 (fp32/TF32) or 2e-2 (fp16)")
+    s.set_defaults(func=cmd_convert_tensorrt)
+
+    triton_url = os.environ.get("SOCIAL_TONE_TRITON_GRPC", "127.0.0.1:8001")
+    s = sub.add_parser("publish", help="write the next version dir into a Triton model repository (atomic)")
+    s.add_argument("--run", type=Path, required=True, help="run dir (thresholds, model config)")
+    s.add_argument("--repo", type=Path, required=True)
+    s.add_argument("--model", default="social_tone")
+    s.add_argument("--model-file", type=Path, default=None, help="default: RUN/model.onnx (RUN/model.plan for TensorRT)")
+    s.add_argument("--backend", choices=("python", "onnxruntime", "tensorrt_plan"), default="python")
+    s.add_argument("--keep", type=int, default=3)
+    s.add_argument("--max-batch", type=int, default=4096)
+    s.add_argument("--execution-env", default=None, help="python backend: env with numpy+onnxruntime "
+                                                          "(default: this interpreter's prefix)")
+    s.set_defaults(func=cmd_publish)
+
+    s = sub.add_parser("reload", help="hot-reload the newest version on Triton; canary; roll back on failure")
+    s.add_argument("--run", type=Path, required=True, help="run dir whose model.onnx is the canary reference")
+    s.add_argument("--repo", type=Path, required=True)
+    s.add_argument("--model", default="social_tone")
+    s.add_argument("--url", default=triton_url, help="Triton gRPC address (default $SOCIAL_TONE_TRITON_GRPC)")
+    s.add_argument("--onnx", type=Path, default=None)
+    s.add_argument("--canary-data", type=Path, nargs="*", default=None, help="drops for canary rows")
+    s.add_argument("--canary-rows", type=int, default=256)
+    s.add_argument("--atol", type=float, default=1e-4)
+    s.add_argument("--timeout", type=float, default=120)
+    s.add_argument("--retries", type=int, default=5, help="attempts while Triton is unreachable (backoff 1,2,4.. s)")
+    s.set_defaults(func=cmd_reload)
+
+    s = sub.add_parser("rollback", help="retire the serving version and serve the one before")
+    s.add_argument("--repo", type=Path, required=True)
+    s.add_argument("--model", default="social_tone")
+    s.add_argument("--url", default=triton_url)
+    s.add_argument("--reason", default="manual rollback")
+    s.add_argument("--timeout", type=float, default=120)
+    s.set_defaults(func=cmd_rollback)
+
+    s = sub.add_parser("score", help="score a drop through Triton (or --onnx-dir) into Parquet/CSV/JSON")
+    s.add_argument("drop", type=Path)
+    s.add_argument("--out", type=Path, required=True, help=".parquet, .csv or .jsonl")
+    s.add_argument("--url", default=triton_url)
+    s.add_argument("--model", default="social_tone")
+    s.add_argument("--onnx-dir", type=Path, default=None, help="in-process ONNX Runtime on this run/version dir")
+    s.add_argument("--batch", type=int, default=1024, help="rows per request")
+    s.add_argument("--inflight", type=int, default=4, help="requests in flight")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("serve", help="run the CPU tritonserver (nvidia-pytriton) in the foreground")
+    s.add_argument("--repo", type=Path, required=True)
+    s.add_argument("--workdir", type=Path, required=True, help="backends and the server log go here")
+    s.add_argument("--http-port", type=int, default=8000)
+    s.add_argument("--grpc-port", type=int, default=8001)
+    s.add_argument("--metrics-port", type=int, default=8002)
+    s.add_argument("--load", default=None, help="load this model at start if it has versions")
+    s.set_defaults(func=cmd_serve)
     return p
 
 
@@ -166,9 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from tasks.contract import ContractError
-    from tasks.errors import CheckFailed
+    from tasks.errors import CheckFailed, Skipped, Unavailable
     try:
         result = args.func(args)
+    except Skipped as e:
+        log.warning("skipped: %s", e)
+        print(json.dumps({"ok": True, "skipped": True, "reason": str(e)}))
+        return EXIT_SKIPPED
+    except Unavailable as e:
+        log.error("%s", e)
+        print(json.dumps({"ok": False, "error": str(e)}))
+        return EXIT_UNAVAILABLE
     except CheckFailed as e:
         log.error("%s", e)
         print(json.dumps({"ok": False, "error": str(e)}))

@@ -3,8 +3,8 @@
 Parity: on at least --parity-rows rows of the test split (topped up from val/train when the
 test split is smaller), ONNX Runtime's logits must be within --atol of PyTorch's, and
 the thresholded labels must be identical wherever the logit is farther than atol from the
-threshold (closer than that, a flip is float noise: counted and reported as borderline). On failure nothing is written but the report:
-a model that does not match never reaches serving.
+threshold (see tasks/parity.py). On failure nothing is written but the report: a model that
+does not match never reaches serving.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch
 from tasks import dataset as ds
 from tasks import model as mdl, tracking
 from tasks.errors import CheckFailed
+from tasks.parity import compare_logits
 from tasks.evaluate import load_thresholds
 from tasks.fsutil import atomic_write_json
 from tasks.split import TEST, TRAIN, VAL
@@ -63,18 +64,7 @@ def check_parity(onnx_path: Path, model: mdl.FusionMLP, thresholds: np.ndarray, 
     got = sess.run([OUTPUT], {"img_emb": img, "txt_emb": txt})[0]
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(img), torch.from_numpy(txt)).numpy()
-    # Labels must agree wherever PyTorch's logit is farther than atol from the threshold's
-    # logit. Inside that band a flip is numerically undecidable between any two float
-    # implementations; those rows are counted and reported, not failed.
-    thr_logit = np.log(thresholds) - np.log1p(-np.clip(thresholds, 0, 1 - 1e-7))
-    flips = (got >= thr_logit) != (want >= thr_logit)
-    borderline = np.abs(want - thr_logit) <= atol
-    report = {"rows": int(len(img)), "max_abs_diff": float(np.abs(got - want).max()), "atol": atol,
-              "label_mismatch_rows": int((flips & ~borderline).any(axis=1).sum()),
-              "borderline_flips": int((flips & borderline).sum()), "output_shape": list(got.shape)}
-    report["ok"] = bool(report["max_abs_diff"] <= atol and report["label_mismatch_rows"] == 0
-                        and got.shape == want.shape)
-    return report
+    return compare_logits(got, want, thresholds, atol)
 
 
 def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, opset: int = 18,
@@ -98,7 +88,7 @@ def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, 
                               f"{report['label_mismatch_rows']} rows with different labels); not written")
         tmp_path.replace(out)
     uri = tracking_uri or None
-    run_id = summary.get("mlflow_run_id") if summary.get("tracking_uri") == uri else None
+    run_id = tracking.resume_id(summary, uri)
     with tracking.run(uri, run_name="export-onnx", run_id=run_id) as active:
         if active is not None:
             import mlflow

@@ -57,3 +57,8 @@ def log_artifacts(active, folder: Path, artifact_path: str | None = None) -> Non
     if active is not None:
         import mlflow
         mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+
+
+def resume_id(summary: dict, uri: str | None) -> str | None:
+    """The training run to log into, if it lives in the same store as `uri` (else a new run)."""
+    return summary.get("mlflow_run_id") if summary.get("tracking_uri") == (uri or None) else None

@@ -1,66 +1,202 @@
-"""A real tritonserver (PyPI's nvidia-pytriton build, CPU) serving a published version."""
+"""A real tritonserver (PyPI's nvidia-pytriton build, CPU): publish, hot reload, canary, rollback."""
 import json
+import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-import tritonclient.grpc as grpcclient
 
 from tasks import dataset as ds
 from tasks import synth
 from tasks.export_onnx import export_onnx
 from tasks.split import TEST
 from tasks.train import TrainConfig, train
-
 from tasks.triton import repo as trepo
-from tasks.triton.server import TritonServer
+from tasks.triton.client import TritonClient, TritonUnavailable
+from tasks.triton.reload import ReloadFailed, reload, rollback
+from tasks.triton.server import TritonServer, free_port
+
+MODEL = "social_tone"
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def runs(tmp_path_factory):
+    """Two different trained + exported runs on one drop."""
     root = tmp_path_factory.mktemp("serve")
     synth.write_labeled(root / "d", "d", rows=6000, seed=4)
-    train([root / "d"], root / "run", TrainConfig(max_epochs=2), tracking_uri="none")
-    export_onnx(root / "run", [root / "d"], root / "run" / "model.onnx", tracking_uri="none")
+    for name, seed in (("run1", 1), ("run2", 2)):
+        train([root / "d"], root / name, TrainConfig(max_epochs=2, seed=seed), tracking_uri="none")
+        export_onnx(root / name, [root / "d"], root / name / "model.onnx", tracking_uri="none")
     return root
 
 
-def _infer(client, img, txt, model="social_tone"):
-    inputs = [grpcclient.InferInput("img_emb", img.shape, "FP32"), grpcclient.InferInput("txt_emb", txt.shape, "FP32")]
-    inputs[0].set_data_from_numpy(img)
-    inputs[1].set_data_from_numpy(txt)
-    return client.infer(model, inputs, outputs=[grpcclient.InferRequestedOutput(n) for n in ("logits", "probs", "labels")])
+@pytest.fixture
+def server(tmp_path):
+    with TritonServer(tmp_path / "repo", tmp_path / "triton") as s:
+        yield s
 
 
-def test_publish_v1_and_serve_it(exported, tmp_path):
-    root = exported
-    v = trepo.publish(root / "run" / "model.onnx", root / "run", tmp_path / "repo", execution_env=sys.prefix)
-    assert v == 1 and trepo.versions(tmp_path / "repo" / "social_tone") == [1]
-    assert sorted(p.name for p in (tmp_path / "repo" / "social_tone" / "1").iterdir()) == \
-        ["model.onnx", "model.py", "thresholds.json"]
-    with TritonServer(tmp_path / "repo", tmp_path / "triton") as server:
-        client = grpcclient.InferenceServerClient(server.grpc_url)
-        client.load_model("social_tone")
-        assert client.is_model_ready("social_tone", "1")
-        d = ds.load([root / "d"])
-        img, txt, _ = d.part(TEST)
-        img, txt = np.ascontiguousarray(img[:256]), np.ascontiguousarray(txt[:256])
-        r = _infer(client, img, txt)
-        want = ort.InferenceSession(str(root / "run" / "model.onnx")).run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
-        assert np.abs(r.as_numpy("logits") - want).max() <= 1e-5
-        thr = np.asarray(json.loads((root / "run" / "thresholds.json").read_text())["thresholds"])
-        np.testing.assert_array_equal(r.as_numpy("labels"), 1 / (1 + np.exp(-want)) >= thr)
-    assert server.proc.poll() is not None, "server stopped"
+def rows(root, n=256):
+    img, txt, _ = ds.load([root / "d"]).part(TEST)
+    return np.ascontiguousarray(img[:n]), np.ascontiguousarray(txt[:n])
 
 
-def test_config_and_pruning(exported, tmp_path):
-    root = exported
+def ort_logits(run, img, txt):
+    return ort.InferenceSession(str(run / "model.onnx")).run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
+
+
+def publish_and_reload(root, run, server, **kw):
+    v = trepo.publish(root / run / "model.onnx", root / run, server.model_repo, execution_env=sys.prefix)
+    r = reload(server.model_repo, MODEL, server.grpc_url, root / run / "model.onnx", root / run / "thresholds.json",
+               **kw)
+    assert r["version"] == v
+    return r
+
+
+def test_publish_v1_and_serve_it(runs, server):
+    root = runs
+    r = publish_and_reload(root, "run1", server, canary_data=[root / "d"])
+    assert r["previous"] == [] and r["canary"]["ok"] and r["canary"]["rows"] == 256
+    assert {"model.onnx", "model.py", "thresholds.json"} <= {p.name for p in (server.model_repo / MODEL / "1").iterdir()}
+    img, txt = rows(root)
+    with TritonClient(server.grpc_url) as c:
+        p = c.infer(img, txt)
+        assert p.version == "1"
+        want = ort_logits(root / "run1", img, txt)
+        assert np.abs(p.logits - want).max() <= 1e-5
+        thr = np.asarray(json.loads((root / "run1" / "thresholds.json").read_text())["thresholds"])
+        np.testing.assert_array_equal(p.labels, 1 / (1 + np.exp(-want)) >= thr)
+        assert c.label_names(50, 512, 768)[:2] == ["topic_00", "topic_01"]
+
+
+def test_hot_reload_v2_under_load_has_zero_failures(runs, server):
+    root = runs
+    publish_and_reload(root, "run1", server)
+    img, txt = rows(root, 64)
+    want = {"1": ort_logits(root / "run1", img, txt), "2": ort_logits(root / "run2", img, txt)}
+    stop, failures, seen, done = threading.Event(), [], [], []
+
+    def client_loop():
+        with TritonClient(server.grpc_url, retries=0) as c:
+            while not stop.is_set():
+                try:
+                    p = c.infer(img, txt, outputs=("logits",))
+                    # every answer is wholly one version's, never a mix or garbage
+                    assert np.abs(p.logits - want[p.version]).max() <= 1e-5
+                    seen.append(p.version)
+                except Exception as e:  # noqa: BLE001 - counting is the point
+                    failures.append(repr(e))
+                done.append(1)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    r = publish_and_reload(root, "run2", server)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert r["previous"] == [1] and r["canary"]["ok"]
+    assert {"1", "2"} <= set(seen) and seen[-1] == "2" and len(done) > 20
+    assert TritonClient(server.grpc_url).ready_versions() == [2]
+
+
+def test_broken_v3_is_rejected_and_v2_keeps_serving(runs, server, tmp_path):
+    root = runs
+    publish_and_reload(root, "run1", server)
+    publish_and_reload(root, "run2", server)
+    (tmp_path / "broken.onnx").write_bytes(b"this is not an onnx graph")
+    trepo.publish(tmp_path / "broken.onnx", root / "run2", server.model_repo, execution_env=sys.prefix)
+    with pytest.raises(ReloadFailed, match="(?s)version 3: load failed.*version 2 serves"):
+        reload(server.model_repo, MODEL, server.grpc_url, root / "run2" / "model.onnx",
+               root / "run2" / "thresholds.json")
+    img, txt = rows(root)
+    with TritonClient(server.grpc_url) as c:
+        assert c.ready_versions() == [2]
+        p = c.infer(img, txt)
+        assert p.version == "2" and np.abs(p.logits - ort_logits(root / "run2", img, txt)).max() <= 1e-5
+    assert trepo.versions(server.model_repo / MODEL) == [1, 2]
+    rejected = trepo.rejected_dir(server.model_repo, MODEL) / "3"
+    assert "load failed" in (rejected / "REJECTED.txt").read_text()
+    # numbers are never reused: the next good version is 4
+    assert publish_and_reload(root, "run1", server)["version"] == 4
+
+
+def test_canary_mismatch_rolls_back_to_the_previous_version(runs, server):
+    root = runs
+    publish_and_reload(root, "run1", server)
+    # version 2 loads fine but serves run1's graph while the run that was gated is run2:
+    # the canary (Triton vs ONNX Runtime on run2's model.onnx) must catch it and roll back
+    trepo.publish(root / "run1" / "model.onnx", root / "run2", server.model_repo, execution_env=sys.prefix)
+    with pytest.raises(ReloadFailed, match="(?s)canary mismatch.*version 1 serves"):
+        reload(server.model_repo, MODEL, server.grpc_url, root / "run2" / "model.onnx",
+               root / "run2" / "thresholds.json")
+    with TritonClient(server.grpc_url) as c:
+        assert c.ready_versions() == [1]
+        assert c.infer(*rows(root, 8)).version == "1"
+    assert trepo.versions(server.model_repo / MODEL) == [1]
+
+
+def test_manual_rollback_and_cli(runs, server):
+    root = runs
+    publish_and_reload(root, "run1", server)
+    publish_and_reload(root, "run2", server)
+    r = rollback(server.model_repo, MODEL, server.grpc_url, reason="bad topics reported")
+    assert r == {"model": MODEL, "retired": 2, "version": 1}
+    with TritonClient(server.grpc_url) as c:
+        assert c.ready_versions() == [1] and c.infer(*rows(root, 4)).version == "1"
+    # the same flow through the CLI: publish + reload of run2 again
+    cli = [sys.executable, "-m", "tasks"]
+    out = subprocess.run(cli + ["publish", "--run", str(root / "run2"), "--repo", str(server.model_repo)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    assert json.loads(out)["version"] == 3
+    p = subprocess.run(cli + ["reload", "--run", str(root / "run2"), "--repo", str(server.model_repo),
+                              "--url", server.grpc_url], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.splitlines()[-1])["version"] == 3
+
+
+def test_unreachable_triton_is_retried_then_fails_clearly(runs, tmp_path):
+    url = f"127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(TritonUnavailable, match="unreachable after 3 attempts"):
+        TritonClient(url, retries=2, backoff=0.1).ready_versions()
+    assert time.monotonic() - t0 >= 0.3  # it did back off
+    trepo.publish(runs / "run1" / "model.onnx", runs / "run1", tmp_path / "repo")
+    p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--run", str(runs / "run1"), "--repo",
+                        str(tmp_path / "repo"), "--url", url, "--retries", "1"], capture_output=True, text=True)
+    assert p.returncode == 6 and "unreachable" in json.loads(p.stdout.splitlines()[-1])["error"]
+    assert trepo.versions(tmp_path / "repo" / MODEL) == [1], "an unreachable server rejects nothing"
+
+
+def test_tensorrt_skips_cleanly_without_a_gpu(runs, tmp_path):
+    from tasks.convert_tensorrt import cuda_devices
+    if cuda_devices() > 0:
+        pytest.skip("a GPU is present: the skip path does not apply (parity runs in the GPU image)")
+    out = tmp_path / "model.plan"
+    p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--run", str(runs / "run1"),
+                        "--out", str(out)], capture_output=True, text=True)
+    assert p.returncode == 5, p.stderr
+    result = json.loads(p.stdout.splitlines()[-1])
+    assert result["skipped"] is True and "CUDA" in result["reason"]
+    assert not out.exists()
+    assert json.loads((tmp_path / "tensorrt.json").read_text())["skipped"] is True
+
+
+def test_config_and_pruning(runs, tmp_path):
+    root = runs
     for _ in range(4):
-        trepo.publish(root / "run" / "model.onnx", root / "run", tmp_path / "repo", keep=3)
-    model_dir = tmp_path / "repo" / "social_tone"
+        trepo.publish(root / "run1" / "model.onnx", root / "run1", tmp_path / "repo", keep=3)
+    model_dir = tmp_path / "repo" / MODEL
     assert trepo.versions(model_dir) == [2, 3, 4]
     cfg = (model_dir / "config.pbtxt").read_text()
     assert 'backend: "python"' in cfg and "max_batch_size: 4096" in cfg and "dims: [ 768 ]" in cfg
     assert (model_dir / "labels.txt").read_text().splitlines()[0] == "topic_00"
     assert 'backend: "tensorrt"' in trepo.render_config("m", "tensorrt_plan", 512, 768, 50)
+    with pytest.raises(ValueError, match="keep"):
+        trepo.publish(root / "run1" / "model.onnx", root / "run1", tmp_path / "repo", keep=1)

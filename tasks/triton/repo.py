@@ -7,6 +7,7 @@ generated for the backend in use and names the label file for the labels output.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,9 +17,33 @@ BACKENDS = ("python", "onnxruntime", "tensorrt_plan")
 PYTHON_MODEL = Path(__file__).with_name("python_model.py")
 
 
+REJECTED = ".rejected"  # <repo>/.rejected/<model>/<N>/: versions a reload refused (outside Triton's view)
+
+
 def versions(model_dir: Path) -> list[int]:
     """Published versions (hidden temp dirs of an interrupted publish are not versions)."""
     return sorted(int(p.name) for p in Path(model_dir).glob("*") if p.is_dir() and p.name.isdigit())
+
+
+def rejected_dir(repo: Path, model: str) -> Path:
+    return Path(repo) / REJECTED / model
+
+
+def next_version(repo: Path, model: str) -> int:
+    """Version numbers are never reused, not even those of rejected versions."""
+    used = versions(Path(repo) / model) + versions(rejected_dir(repo, model))
+    return max(used, default=0) + 1
+
+
+def reject(repo: Path, model: str, version: int, reason: str) -> Path:
+    """Move a version out of Triton's view (one rename) and record why; returns where it went."""
+    dest = rejected_dir(repo, model) / str(version)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(Path(repo) / model / str(version), dest)
+    atomic_write_text(dest / "REJECTED.txt", reason.rstrip() + "\n")
+    return dest
 
 
 def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels: int,
@@ -45,17 +70,24 @@ def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels:
     return "\n".join(lines) + "\n"
 
 
-def publish(onnx_path: Path, run_dir: Path, repo: Path, model: str = "social_tone", backend: str = "python",
+def publish(model_file: Path, run_dir: Path, repo: Path, model: str = "social_tone", backend: str = "python",
             keep: int = 3, max_batch_size: int = 4096, execution_env: str | None = None) -> int:
-    """Copy a run's ONNX graph and thresholds into the next version dir; return its number."""
+    """Copy a run's ONNX graph (or TensorRT plan) and thresholds into the next version dir.
+
+    Returns the new version number. Nothing is loaded: that is reload's job. keep >= 2, so
+    the version before the newest stays on disk for a rollback.
+    """
+    if keep < 2:
+        raise ValueError("keep must be >= 2: rollback needs the previous version")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}")
     model_dir = Path(repo) / model
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "model_config.json").read_text())
     thresholds = json.loads((run_dir / "thresholds.json").read_text())
-    existing = versions(model_dir)
-    version = (existing[-1] + 1) if existing else 1
+    version = next_version(repo, model)
     with atomic_dir(model_dir / str(version), replace=False) as tmp:
-        shutil.copyfile(onnx_path, tmp / "model.onnx")
+        shutil.copyfile(model_file, tmp / ("model.plan" if backend == "tensorrt_plan" else "model.onnx"))
         shutil.copyfile(run_dir / "thresholds.json", tmp / "thresholds.json")
         if backend == "python":
             shutil.copyfile(PYTHON_MODEL, tmp / "model.py")

@@ -44,10 +44,11 @@ def backend_dir(dest: Path) -> Path:
 
 
 class TritonServer:
-    def __init__(self, model_repo: Path, workdir: Path, http_port: int | None = None, grpc_port: int | None = None):
+    def __init__(self, model_repo: Path, workdir: Path, http_port: int | None = None, grpc_port: int | None = None,
+                 metrics_port: int | None = None):
         self.model_repo, self.workdir = Path(model_repo), Path(workdir)
         self.http_port, self.grpc_port = http_port or free_port(), grpc_port or free_port()
-        self.metrics_port = free_port()
+        self.metrics_port = metrics_port or free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "tritonserver.log"
 
@@ -62,6 +63,7 @@ class TritonServer:
     def start(self, timeout: float = 60) -> "TritonServer":
         src = _pytriton_dir()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.model_repo.mkdir(parents=True, exist_ok=True)
         backends = backend_dir(self.workdir / "backends")
         env = dict(os.environ)
         # the stub links libpython and the CUDA runtime the wheel ships (unused on CPU)

@@ -1,0 +1,89 @@
+"""`tasks convert-tensorrt`: a TensorRT plan from the ONNX graph, with a parity check against ORT.
+
+On a host without a CUDA device or without TensorRT it raises Skipped (CLI exit code 5,
+"skipped: no GPU"; the DAG maps it to an Airflow skip) and writes a report saying why. It
+never crashes there. Run it in the GPU image (docker/Dockerfile.tensorrt, NGC TensorRT 24.10):
+a plan only loads on the TensorRT version that built it, so it must match Triton's release.
+
+Built with polygraphy (shipped with TensorRT): an optimization profile min 1 / opt --opt-batch /
+max --max-batch (= Triton's max_batch_size), FP16 optional. Parity: the plan's logits against
+ONNX Runtime's on real rows (tasks/parity.py rule); FP16 gets a looser default tolerance.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from tasks.errors import CheckFailed, Skipped
+from tasks.fsutil import atomic_write_bytes, atomic_write_json
+from tasks.parity import compare_logits
+
+log = logging.getLogger(__name__)
+REPORT = "tensorrt.json"
+
+
+class TensorRTParityError(CheckFailed):
+    pass
+
+
+def cuda_devices() -> int:
+    """CUDA devices visible through the driver API (0 when there is no driver)."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
+def why_skip() -> str | None:
+    if cuda_devices() == 0:
+        return "no CUDA device (or no NVIDIA driver) on this host"
+    try:
+        import tensorrt  # noqa: F401
+        import polygraphy  # noqa: F401
+    except ImportError as e:
+        return f"TensorRT is not installed here ({e.name}); use the image from docker/Dockerfile.tensorrt"
+    return None
+
+
+def convert(onnx_path: Path, out: Path, thresholds_json: Path, rows: tuple[np.ndarray, np.ndarray],
+            max_batch: int = 4096, opt_batch: int = 256, fp16: bool = False, atol: float | None = None) -> dict:
+    out = Path(out)
+    report_path = out.parent / REPORT
+    if (reason := why_skip()) is not None:
+        atomic_write_json(report_path, {"skipped": True, "reason": reason})
+        raise Skipped(reason)
+    import onnxruntime as ort
+    import tensorrt as trt
+    from polygraphy.backend.trt import (CreateConfig, Profile, TrtRunner, engine_from_network,
+                                        network_from_onnx_path)
+    img, txt = rows
+    atol = atol if atol is not None else (2e-2 if fp16 else 1e-3)  # TF32/FP16 kernels, not bit-exact
+    profile = (Profile().add("img_emb", (1, img.shape[1]), (opt_batch, img.shape[1]), (max_batch, img.shape[1]))
+               .add("txt_emb", (1, txt.shape[1]), (opt_batch, txt.shape[1]), (max_batch, txt.shape[1])))
+    engine = engine_from_network(network_from_onnx_path(str(onnx_path)),
+                                 config=CreateConfig(fp16=fp16, profiles=[profile]))
+    got = []
+    with TrtRunner(engine) as runner:
+        for s in range(0, len(img), max_batch):
+            got.append(runner.infer({"img_emb": img[s:s + max_batch], "txt_emb": txt[s:s + max_batch]})["logits"])
+    got = np.concatenate(got)
+    want = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"img_emb": img, "txt_emb": txt})[0]
+    thr = np.asarray(json.loads(Path(thresholds_json).read_text())["thresholds"], dtype=np.float32)
+    report = {**compare_logits(got, want, thr, atol), "skipped": False, "fp16": fp16,
+              "tensorrt": trt.__version__, "profile": [1, opt_batch, max_batch]}
+    atomic_write_json(report_path, report)
+    if not report["ok"]:
+        raise TensorRTParityError(f"{out}: TensorRT parity failed (max |diff| {report['max_abs_diff']:.2e}, "
+                                  f"{report['label_mismatch_rows']} rows with different labels); not written")
+    atomic_write_bytes(out, bytes(engine.serialize()))
+    log.info("TensorRT plan %s: parity max |diff| %.2e on %d rows", out, report["max_abs_diff"], report["rows"])
+    return {**report, "plan": str(out)}

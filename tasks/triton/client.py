@@ -1,0 +1,118 @@
+"""The one Triton client: gRPC (a load sent over HTTP stalls HTTP inference threads).
+
+Used by reload (load, wait, canary, rollback), `tasks score` and the benchmarks. Connection
+errors are retried with backoff so a Triton restart in the middle of a task is not fatal.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.errors import Unavailable
+
+log = logging.getLogger(__name__)
+OUTPUTS = ("logits", "probs", "labels")
+
+
+class TritonUnavailable(Unavailable):
+    """Triton did not answer within the retry budget."""
+
+
+@dataclass
+class Prediction:
+    logits: np.ndarray | None
+    probs: np.ndarray | None
+    labels: np.ndarray | None
+    version: str
+
+
+class TritonClient:
+    def __init__(self, url: str, model: str = "social_tone", retries: int = 5, backoff: float = 1.0,
+                 timeout: float | None = 120):
+        import tritonclient.grpc as grpcclient
+        self._g = grpcclient
+        self.url, self.model = url, model
+        self.retries, self.backoff, self.timeout = retries, backoff, timeout
+        self.client = grpcclient.InferenceServerClient(url)
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        """Retry only when the server is unreachable; a server-side error is an answer."""
+        from tritonclient.utils import InferenceServerException
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except InferenceServerException as e:
+                unreachable = (e.status() or "").endswith("UNAVAILABLE") or "failed to connect" in str(e).lower()
+                if not unreachable:
+                    raise
+                if attempt == self.retries:
+                    raise TritonUnavailable(f"{what}: Triton at {self.url} unreachable after "
+                                            f"{self.retries + 1} attempts: {e.message()}") from e
+                wait = self.backoff * 2 ** attempt
+                log.warning("%s: Triton at %s unreachable (attempt %d/%d), retrying in %.1fs",
+                            what, self.url, attempt + 1, self.retries + 1, wait)
+                time.sleep(wait)
+
+    # -- model repository API ---------------------------------------------------------------
+    def load(self, config: str | None = None) -> None:
+        """Load (or reload) the model; Triton keeps the old version when the load fails."""
+        self._call("load", self.client.load_model, self.model, config=config, client_timeout=self.timeout)
+
+    def unload(self) -> None:
+        self._call("unload", self.client.unload_model, self.model)
+
+    def ready_versions(self) -> list[int]:
+        index = self._call("repository index", self.client.get_model_repository_index, as_json=True)
+        return sorted(int(m["version"]) for m in index.get("models", [])
+                      if m.get("name") == self.model and m.get("state") == "READY" and m.get("version"))
+
+    def is_ready(self, version: int | None = None) -> bool:
+        return self._call("ready", self.client.is_model_ready, self.model, "" if version is None else str(version))
+
+    def config(self) -> dict:
+        return self._call("config", self.client.get_model_config, self.model, as_json=True)["config"]
+
+    def server_ready(self) -> bool:
+        try:
+            return bool(self.client.is_server_ready())
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return False
+
+    # -- inference ---------------------------------------------------------------------------
+    def infer(self, img: np.ndarray, txt: np.ndarray, version: int | None = None,
+              outputs: tuple[str, ...] = OUTPUTS) -> Prediction:
+        g = self._g
+        inputs = [g.InferInput("img_emb", list(img.shape), "FP32"), g.InferInput("txt_emb", list(txt.shape), "FP32")]
+        inputs[0].set_data_from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+        inputs[1].set_data_from_numpy(np.ascontiguousarray(txt, dtype=np.float32))
+        r = self._call("infer", self.client.infer, self.model, inputs,
+                       model_version="" if version is None else str(version),
+                       outputs=[g.InferRequestedOutput(n) for n in outputs], client_timeout=self.timeout)
+        got = {n: r.as_numpy(n) for n in outputs}
+        return Prediction(got.get("logits"), got.get("probs"), got.get("labels"), r.get_response().model_version)
+
+    def label_names(self, n_labels: int, img_dim: int, txt_dim: int) -> list[str]:
+        """Topic names from the model's labels.txt, through the classification extension."""
+        g = self._g
+        inputs = [g.InferInput("img_emb", [1, img_dim], "FP32"), g.InferInput("txt_emb", [1, txt_dim], "FP32")]
+        inputs[0].set_data_from_numpy(np.zeros((1, img_dim), np.float32))
+        inputs[1].set_data_from_numpy(np.zeros((1, txt_dim), np.float32))
+        r = self._call("labels", self.client.infer, self.model, inputs,
+                       outputs=[g.InferRequestedOutput("probs", class_count=n_labels)])
+        names = [""] * n_labels
+        for entry in r.as_numpy("probs").reshape(-1):  # b"score:index:label"
+            _, idx, name = entry.decode().split(":", 2)
+            names[int(idx)] = name
+        return names
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "TritonClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

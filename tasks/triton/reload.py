@@ -1,0 +1,138 @@
+"""Hot reload on Triton (EXPLICIT model control) with a canary and rollback.
+
+reload():
+  1. load_model over gRPC. The config's version policy is `latest 1`, so Triton loads the
+     newest version dir, swaps it in once ready and only then unloads the old one: the old
+     version serves throughout. A failed load leaves the old version serving.
+  2. wait until the new version reports READY;
+  3. canary: the same rows through Triton (pinned to the new version) and through ONNX
+     Runtime on the run's own model.onnx (what the export gate checked); logits within atol,
+     labels identical outside the tolerance band;
+  4. on any failure: the version dir is moved to <repo>/.rejected/<model>/<N>/ with the reason,
+     the model is loaded again (now resolving to the previous version), and CheckFailed is
+     raised. Rejected numbers are never reused.
+
+rollback() is the same step 4 for an operator: retire the serving version, serve the one before.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tasks.errors import CheckFailed
+from tasks.parity import compare_logits
+from tasks.triton import repo as trepo
+from tasks.triton.client import TritonClient
+
+log = logging.getLogger(__name__)
+
+
+class ReloadFailed(CheckFailed):
+    """The new version did not load or failed its canary; the previous one serves."""
+
+
+def canary_rows(img_dim: int, txt_dim: int, n: int = 256, data: list[Path] | None = None,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Real rows from drops when given (the test split first), else seeded Gaussian rows."""
+    if data:
+        from tasks import dataset as ds
+        from tasks.split import TEST
+        d = ds.load(data)
+        img, txt, _ = d.part(TEST)
+        if len(img) < n:
+            img, txt = d.x[:, :d.img_dim], d.x[:, d.img_dim:]
+        return np.ascontiguousarray(img[:n]), np.ascontiguousarray(txt[:n])
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, img_dim), dtype=np.float32),
+            rng.standard_normal((n, txt_dim), dtype=np.float32))
+
+
+def _reference(onnx_path: Path, img: np.ndarray, txt: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return sess.run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
+
+
+def wait_ready(client: TritonClient, version: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.is_ready(version):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _restore_previous(client: TritonClient, repo: Path, model: str, version: int, reason: str,
+                      timeout: float) -> int | None:
+    """Retire `version` and make Triton serve the newest remaining version (None: nothing left)."""
+    where = trepo.reject(repo, model, version, reason)
+    log.error("version %d rejected (%s); moved to %s", version, reason, where)
+    remaining = trepo.versions(Path(repo) / model)
+    if not remaining:
+        client.unload()
+        log.error("no earlier version to roll back to; %s unloaded", model)
+        return None
+    prev = remaining[-1]
+    if not client.is_ready(prev):
+        client.load()
+    if not wait_ready(client, prev, timeout):
+        raise ReloadFailed(f"rollback of {model} to version {prev} did not become ready in {timeout}s")
+    log.warning("rolled back %s to version %d", model, prev)
+    return prev
+
+
+def reload(repo: Path, model: str, url: str, reference_onnx: Path, thresholds_json: Path,
+           canary_data: list[Path] | None = None, n_canary: int = 256, atol: float = 1e-4,
+           timeout: float = 120, retries: int = 5) -> dict:
+    repo = Path(repo)
+    published = trepo.versions(repo / model)
+    if not published:
+        raise FileNotFoundError(f"{repo / model}: no published version to load")
+    new = published[-1]
+    thresholds = np.asarray(json.loads(Path(thresholds_json).read_text())["thresholds"], dtype=np.float32)
+    client = TritonClient(url, model, retries=retries, timeout=timeout)
+    before = client.ready_versions()
+    log.info("%s: serving %s, loading version %d", model, before or "nothing", new)
+    t0 = time.monotonic()
+    from tritonclient.utils import InferenceServerException
+
+    def fail(reason: str) -> ReloadFailed:
+        prev = _restore_previous(client, repo, model, new, reason, timeout)
+        return ReloadFailed(f"{model} version {new}: {reason}; "
+                            + (f"version {prev} serves" if prev else "nothing serves"))
+
+    try:
+        client.load()
+    except InferenceServerException as e:
+        raise fail(f"load failed: {e.message()}") from e
+    if not wait_ready(client, new, timeout):
+        raise fail(f"not ready after {timeout}s")
+    load_s = time.monotonic() - t0
+    cfg = client.config()
+    dims = {i["name"]: int(i["dims"][0]) for i in cfg["input"]}
+    img, txt = canary_rows(dims["img_emb"], dims["txt_emb"], n_canary, canary_data)
+    try:
+        served = client.infer(img, txt, version=new, outputs=("logits",))
+    except InferenceServerException as e:
+        raise fail(f"canary request failed: {e.message()}") from e
+    report = compare_logits(served.logits, _reference(reference_onnx, img, txt), thresholds, atol)
+    log.info("canary on %d rows: max |diff| %.2e, %d rows with different labels",
+             report["rows"], report["max_abs_diff"], report["label_mismatch_rows"])
+    if not report["ok"]:
+        raise fail(f"canary mismatch vs ONNX Runtime (max |diff| {report['max_abs_diff']:.2e}, "
+                   f"{report['label_mismatch_rows']} rows with different labels)")
+    return {"model": model, "version": new, "previous": before, "load_seconds": round(load_s, 2),
+            "canary": report}
+
+
+def rollback(repo: Path, model: str, url: str, reason: str = "manual rollback", timeout: float = 120) -> dict:
+    client = TritonClient(url, model, timeout=timeout)
+    serving = client.ready_versions()
+    if not serving:
+        raise ReloadFailed(f"{model}: nothing is serving, nothing to roll back")
+    prev = _restore_previous(client, Path(repo), model, serving[-1], reason, timeout)
+    return {"model": model, "retired": serving[-1], "version": prev}
