@@ -20,6 +20,23 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_SKIPPED
 log = logging.getLogger("tasks")
 
 
+def _flag(v: str) -> bool:
+    """--force / --force true / --force False: lets a DAG template pass a param straight through."""
+    if v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {v!r}")
+
+
+def _version(args, attr: str) -> int | None:
+    """A version given directly, or read from the JSON record `publish --record` wrote."""
+    if getattr(args, attr) is not None:
+        return getattr(args, attr)
+    path = getattr(args, attr + "_file")
+    return int(json.loads(Path(path).read_text())["version"]) if path else None
+
+
 def _tracking(args) -> str | None:
     return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
 
@@ -54,7 +71,7 @@ def cmd_validate(args) -> dict:
         validate.write_report(report, args.report)
     (log.info if report.ok else log.error)("%s", report.summary())
     result = {"ok": report.ok, "rows": report.rows, "problems": [p.code for p in report.problems]}
-    if not report.ok:
+    if not report.ok and not args.no_fail:
         raise BadInput(result)
     return result
 
@@ -75,7 +92,12 @@ def cmd_train(args) -> dict:
 
 def cmd_evaluate(args) -> dict:
     from tasks import evaluate
-    r = evaluate.evaluate(args.run, args.data, args.out, args.champion, not args.no_baseline, _tracking(args))
+    champion = args.champion
+    if champion is None and args.champion_pointer is not None:
+        from tasks.promote import read_pointer
+        pointer = read_pointer(args.champion_pointer)
+        champion = Path(pointer["run"]) if pointer else None
+    r = evaluate.evaluate(args.run, args.data, args.out, champion, not args.no_baseline, _tracking(args))
     return {"metrics": str(Path(args.out) / evaluate.METRICS),
             **{f"{k}_macro_f1": round(m["macro_f1"], 4) for k, m in r["models"].items()}}
 
@@ -87,10 +109,33 @@ def cmd_export_onnx(args) -> dict:
     return {"onnx": r["onnx"], "parity_max_abs_diff": r["max_abs_diff"], "parity_rows": r["rows"]}
 
 
+def cmd_ingest(args) -> dict:
+    from tasks import ingest
+    return ingest.ingest(args.drop, args.dataset, args.remote)
+
+
+def cmd_gate(args) -> dict:
+    from tasks import gate
+    from tasks.errors import Skipped
+    b = gate.gate(args.metrics, args.tolerance, args.floor, args.force)
+    if not b["blessed"]:
+        raise Skipped("not blessed: " + "; ".join(b["reasons"]))
+    return b
+
+
+def cmd_promote(args) -> dict:
+    from tasks import promote
+    return promote.promote(args.run, args.pointer, _version(args, "version"), args.registered_model, _tracking(args),
+                           args.metrics)
+
+
 def cmd_convert_tensorrt(args) -> dict:
     from tasks import convert_tensorrt as ct
     from tasks.triton.reload import canary_rows
     out = args.out or Path(args.run) / "model.plan"
+    if args.skip:
+        from tasks.errors import Skipped
+        raise Skipped("skipped on request (--skip)")
     onnx_path = args.onnx or Path(args.run) / "model.onnx"
     if (reason := ct.why_skip()) is not None:  # before touching data: a CPU host has nothing to do
         from tasks.fsutil import atomic_write_json
@@ -105,16 +150,22 @@ def cmd_convert_tensorrt(args) -> dict:
 def cmd_publish(args) -> dict:
     from tasks.triton import repo as trepo
     model_file = args.model_file or Path(args.run) / ("model.plan" if args.backend == "tensorrt_plan" else "model.onnx")
-    env = args.execution_env or (sys.prefix if args.backend == "python" else None)
-    v = trepo.publish(model_file, args.run, args.repo, args.model, args.backend, args.keep, args.max_batch, env)
-    return {"model": args.model, "version": v, "repo": str(args.repo)}
+    env = args.execution_env or os.environ.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or \
+        (sys.prefix if args.backend == "python" else None)
+    v = trepo.publish(model_file, args.run, args.repo, args.model, args.backend, args.keep, args.max_batch, env,
+                      args.instances)
+    result = {"model": args.model, "version": v, "repo": str(args.repo)}
+    if args.record:
+        from tasks.fsutil import atomic_write_json
+        atomic_write_json(args.record, result)
+    return result
 
 
 def cmd_reload(args) -> dict:
     from tasks.triton import reload
     return reload.reload(args.repo, args.model, args.url, args.onnx or Path(args.run) / "model.onnx",
                          Path(args.run) / "thresholds.json", args.canary_data, args.canary_rows, args.atol,
-                         args.timeout, args.retries)
+                         args.timeout, args.retries, _version(args, "expect_version"))
 
 
 def cmd_rollback(args) -> dict:
@@ -133,6 +184,16 @@ def cmd_score(args) -> dict:
     r = score.score(args.drop, args.out, scorer, scorer.names, args.batch, args.inflight)
     r.pop("topic_counts") if not args.verbose else None
     return r
+
+
+def cmd_monitor(args) -> dict:
+    from tasks import monitor
+    r = monitor.monitor(args.predictions, dt.date.fromisoformat(args.day), args.root, args.drop, args.window,
+                        _tracking(args), z_thr=args.z, min_count=args.min_count, min_history=args.min_history,
+                        drift_thr=args.drift, psi_thr=args.psi)
+    return {"day": r["day"], "rows": r["rows"], "status": r["status"], "spikes": r["spikes"],
+            "drift": {m: v["flagged"] for m, v in r["drift"].items()},
+            "report": str(Path(args.root) / r["day"] / monitor.PAGE)}
 
 
 def cmd_serve(args) -> dict:
@@ -195,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("drop", type=Path)
     s.add_argument("--report", type=Path, default=None, help="write the JSON report here")
     s.add_argument("--kind", choices=("labeled", "unlabeled"), default=None, help="require this kind")
+    s.add_argument("--no-fail", action="store_true", help="exit 0 on an invalid drop (the report says it)")
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("train", help="train the fusion MLP; writes a run dir")
@@ -216,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", type=Path, nargs="+", required=True)
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--champion", type=Path, default=None, help="champion run dir, if any")
+    s.add_argument("--champion-pointer", type=Path, default=None, help="or: champion.json written by promote")
     s.add_argument("--no-baseline", action="store_true")
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_evaluate)
@@ -230,6 +293,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_export_onnx)
 
+    s = sub.add_parser("ingest", help="add a validated drop to the DVC-versioned dataset")
+    s.add_argument("drop", type=Path)
+    s.add_argument("--dataset", type=Path, required=True, help="dataset root (drops land in DATASET/drops/)")
+    s.add_argument("--remote", type=Path, default=None, help="DVC remote dir to push to")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("gate", help="bless a candidate vs the champion (exit 5 = not blessed)")
+    s.add_argument("--metrics", type=Path, required=True, help="metrics.json from evaluate")
+    s.add_argument("--tolerance", type=float, default=0.01)
+    s.add_argument("--floor", type=float, default=0.1)
+    s.add_argument("--force", type=_flag, nargs="?", const=True, default=False)
+    s.set_defaults(func=cmd_gate)
+
+    s = sub.add_parser("promote", help="champion pointer + MLflow registry alias 'champion'")
+    s.add_argument("--run", type=Path, required=True)
+    s.add_argument("--pointer", type=Path, required=True, help="champion.json to write")
+    s.add_argument("--version", type=int, default=None, help="the Triton version now serving")
+    s.add_argument("--version-file", type=Path, default=None, help="... as recorded by publish --record")
+    s.add_argument("--metrics", type=Path, default=None)
+    s.add_argument("--registered-model", default="social-tone")
+    s.add_argument("--tracking-uri", default=None)
+    s.set_defaults(func=cmd_promote)
+
     s = sub.add_parser("convert-tensorrt", help="TensorRT plan + parity vs ONNX Runtime (exit 5 = skipped: no GPU)")
     s.add_argument("--run", type=Path, required=True)
     s.add_argument("--onnx", type=Path, default=None, help="default: RUN/model.onnx")
@@ -239,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-batch", type=int, default=4096, help="= Triton's max_batch_size")
     s.add_argument("--opt-batch", type=int, default=256)
     s.add_argument("--fp16", action="store_true")
+    s.add_argument("--skip", type=_flag, nargs="?", const=True, default=False, help="skip (exit 5) on request")
     s.add_argument("--atol", type=float, default=None, help="default 1e-3 (fp32/TF32) or 2e-2 (fp16)")
     s.set_defaults(func=cmd_convert_tensorrt)
 
@@ -251,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=("python", "onnxruntime", "tensorrt_plan"), default="python")
     s.add_argument("--keep", type=int, default=3)
     s.add_argument("--max-batch", type=int, default=4096)
+    s.add_argument("--record", type=Path, default=None, help="also write the result JSON here")
+    s.add_argument("--instances", type=int, default=2, help="model instances (2 x 1 ORT thread was fastest "
+                                                              "on 2 CPU cores: docs/benchmarks.md)")
     s.add_argument("--execution-env", default=None, help="python backend: env with numpy+onnxruntime "
                                                           "(default: this interpreter's prefix)")
     s.set_defaults(func=cmd_publish)
@@ -266,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--atol", type=float, default=1e-4)
     s.add_argument("--timeout", type=float, default=120)
     s.add_argument("--retries", type=int, default=5, help="attempts while Triton is unreachable (backoff 1,2,4.. s)")
+    s.add_argument("--expect-version", type=int, default=None, help="fail unless this is the newest published version")
+    s.add_argument("--expect-version-file", type=Path, default=None, help="... as recorded by publish --record")
     s.set_defaults(func=cmd_reload)
 
     s = sub.add_parser("rollback", help="retire the serving version and serve the one before")
@@ -285,6 +377,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=1024, help="rows per request")
     s.add_argument("--inflight", type=int, default=4, help="requests in flight")
     s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("monitor", help="topic spikes and drift for one day -> ROOT/DAY/ report.json, png, html")
+    s.add_argument("--predictions", type=Path, required=True, help="the day's Parquet from tasks score")
+    s.add_argument("--day", required=True, help="YYYY-MM-DD")
+    s.add_argument("--root", type=Path, required=True, help="monitoring root (earlier days are read from here)")
+    s.add_argument("--drop", type=Path, default=None, help="the day's drop, for input drift")
+    s.add_argument("--window", type=int, default=28, help="trailing days to compare with")
+    s.add_argument("--z", type=float, default=4.0, help="robust z-score for a spike")
+    s.add_argument("--min-count", type=int, default=20, help="minimum expected posts for a spike")
+    s.add_argument("--min-history", type=int, default=7, help="earlier days needed before spikes are called")
+    s.add_argument("--drift", type=float, default=0.05, help="input mean-shift floor (in units of spread)")
+    s.add_argument("--psi", type=float, default=0.1, help="prediction-drift PSI threshold")
+    s.add_argument("--tracking-uri", default=None)
+    s.set_defaults(func=cmd_monitor)
 
     s = sub.add_parser("serve", help="run the CPU tritonserver (nvidia-pytriton) in the foreground")
     s.add_argument("--repo", type=Path, required=True)

@@ -58,25 +58,46 @@ def make_world(seed: int, n_labels: int = c.WARCOV_N_LABELS, img_dim: int = c.WA
     return world
 
 
-def _scores(world: World, rng: np.random.Generator, n: int, boost: dict[int, float] | None = None):
+def _scores(world: World, rng: np.random.Generator, n: int):
     z = rng.standard_normal((n, LATENT)).astype(np.float32)
-    for k, share in (boost or {}).items():
-        hit = rng.random(n) < share
-        z[hit] += 2.5 * world.w[:, k]
     score = z @ world.w + 1.2 * (z @ world.u) * (z @ world.v) \
         + world.label_noise * rng.standard_normal((n, world.w.shape[1])).astype(np.float32)
     return z, score
 
 
-def sample(world: World, rng: np.random.Generator, n: int,
-           boost: dict[int, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """n posts -> (img, txt, labels). `boost` shifts z toward topic k for a share of posts (spikes)."""
-    z, score = _scores(world, rng, n, boost)
-    labels = (score > world.cut).astype(np.uint8)
+def _embed(world: World, rng: np.random.Generator, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(z)
     txt = z @ world.a_txt + world.txt_noise * rng.standard_normal((n, world.a_txt.shape[1])).astype(np.float32)
     img = world.img_signal * (z @ world.a_img) + world.img_noise * rng.standard_normal(
         (n, world.a_img.shape[1])).astype(np.float32)
-    return img.astype(np.float32), txt.astype(np.float32), labels
+    return img.astype(np.float32), txt.astype(np.float32)
+
+
+def sample(world: World, rng: np.random.Generator, n: int,
+           boost: dict[int, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n posts -> (img, txt, labels).
+
+    `boost={k: share}` plants an event: that share of the posts is replaced by posts about
+    topic k, drawn from the same world (rejection sampling on label k). Topics that co-occur
+    with k rise with it only as much as they co-occur in the world.
+    """
+    z, score = _scores(world, rng, n)
+    labels = (score > world.cut).astype(np.uint8)
+    for k, share in (boost or {}).items():
+        m = int(round(share * n))
+        if m == 0:
+            continue
+        picked_z, picked_y = [], []
+        while sum(len(x) for x in picked_z) < m:
+            zz, ss = _scores(world, rng, 8192)
+            yy = (ss > world.cut).astype(np.uint8)
+            hit = yy[:, k] == 1
+            picked_z.append(zz[hit]); picked_y.append(yy[hit])
+        rows = rng.choice(n, m, replace=False)
+        z[rows] = np.concatenate(picked_z)[:m]
+        labels[rows] = np.concatenate(picked_y)[:m]
+    img, txt = _embed(world, rng, z)
+    return img, txt, labels
 
 
 def write_labeled(out: Path, drop_id: str, rows: int = WARCOV_ROWS, seed: int = 42, id_start: int = 0,

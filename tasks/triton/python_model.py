@@ -27,9 +27,14 @@ class TritonPythonModel:
             img = pb_utils.get_input_tensor_by_name(request, "img_emb").as_numpy()
             txt = pb_utils.get_input_tensor_by_name(request, "txt_emb").as_numpy()
             logits = self.session.run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
-            probs = 1.0 / (1.0 + np.exp(-logits))
-            labels = (probs >= self.thresholds).astype(np.bool_)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("logits", logits),
-                                                         pb_utils.Tensor("probs", probs.astype(np.float32)),
-                                                         pb_utils.Tensor("labels", labels)]))
+            # compute and ship only what the client asked for (all three when it names none)
+            wanted = set(request.requested_output_names()) or {"logits", "probs", "labels"}
+            out = [pb_utils.Tensor("logits", logits)] if "logits" in wanted else []
+            if wanted & {"probs", "labels"}:
+                probs = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+                if "probs" in wanted:
+                    out.append(pb_utils.Tensor("probs", probs))
+                if "labels" in wanted:
+                    out.append(pb_utils.Tensor("labels", probs >= self.thresholds))
+            responses.append(pb_utils.InferenceResponse(out))
         return responses

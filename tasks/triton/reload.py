@@ -87,12 +87,16 @@ def _restore_previous(client: TritonClient, repo: Path, model: str, version: int
 
 def reload(repo: Path, model: str, url: str, reference_onnx: Path, thresholds_json: Path,
            canary_data: list[Path] | None = None, n_canary: int = 256, atol: float = 1e-4,
-           timeout: float = 120, retries: int = 5) -> dict:
+           timeout: float = 120, retries: int = 5, expect_version: int | None = None) -> dict:
     repo = Path(repo)
     published = trepo.versions(repo / model)
     if not published:
         raise FileNotFoundError(f"{repo / model}: no published version to load")
     new = published[-1]
+    if expect_version is not None and new != expect_version:
+        # a retried task after a rollback: never canary someone else's version against our run
+        raise ReloadFailed(f"{model}: expected to load version {expect_version} but the newest published "
+                           f"version is {new} (rejected or superseded); nothing changed")
     thresholds = np.asarray(json.loads(Path(thresholds_json).read_text())["thresholds"], dtype=np.float32)
     client = TritonClient(url, model, retries=retries, timeout=timeout)
     before = client.ready_versions()

@@ -47,7 +47,7 @@ def reject(repo: Path, model: str, version: int, reason: str) -> Path:
 
 
 def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels: int,
-                  max_batch_size: int = 4096, execution_env: str | None = None) -> str:
+                  max_batch_size: int = 4096, execution_env: str | None = None, instances: int = 1) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
     outputs = [f'{{ name: "logits" data_type: TYPE_FP32 dims: [ {n_labels} ] }}']
@@ -63,7 +63,7 @@ def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels:
              "]",
              "output [\n  " + ",\n  ".join(outputs) + "\n]",
              "dynamic_batching { max_queue_delay_microseconds: 500 }",
-             f'instance_group [ {{ kind: {"KIND_GPU" if backend == "tensorrt_plan" else "KIND_CPU"} count: 1 }} ]',
+             f'instance_group [ {{ kind: {"KIND_GPU" if backend == "tensorrt_plan" else "KIND_CPU"} count: {instances} }} ]',
              'version_policy: { latest { num_versions: 1 } }']
     if backend == "python" and execution_env:
         lines.append(f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{execution_env}" }} }}')
@@ -71,7 +71,7 @@ def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels:
 
 
 def publish(model_file: Path, run_dir: Path, repo: Path, model: str = "social_tone", backend: str = "python",
-            keep: int = 3, max_batch_size: int = 4096, execution_env: str | None = None) -> int:
+            keep: int = 3, max_batch_size: int = 4096, execution_env: str | None = None, instances: int = 2) -> int:
     """Copy a run's ONNX graph (or TensorRT plan) and thresholds into the next version dir.
 
     Returns the new version number. Nothing is loaded: that is reload's job. keep >= 2, so
@@ -93,7 +93,8 @@ def publish(model_file: Path, run_dir: Path, repo: Path, model: str = "social_to
             shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
     atomic_write_text(model_dir / "labels.txt", "\n".join(thresholds["label_names"]) + "\n")
     atomic_write_text(model_dir / "config.pbtxt", render_config(model, backend, cfg["img_dim"], cfg["txt_dim"],
-                                                                cfg["n_labels"], max_batch_size, execution_env))
+                                                                cfg["n_labels"], max_batch_size, execution_env,
+                                                                instances))
     for old in versions(model_dir)[:-keep]:
         shutil.rmtree(model_dir / str(old))
     return version

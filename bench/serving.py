@@ -1,0 +1,235 @@
+"""Serving: Triton (gRPC, HTTP) vs in-process ONNX Runtime, and hot reloads under load. One run.
+
+1. Throughput at batch 1, 64 and 1024: in-process ORT (one session, one caller) against
+   Triton over gRPC and over HTTP, with --concurrency requests in flight (the CPU Triton is
+   the Python backend running the same ORT graph). Rounds alternate the order of the modes.
+2. Reloads under load: --clients gRPC clients loop on batch-64 requests while --reloads new
+   versions are published and hot-reloaded one after another (tasks.triton.reload, canary
+   included). Counts failed requests and reports latency p50/p99 during the reloads against
+   a quiet baseline.
+
+    python bench/serving.py [--reloads 100] [--clients 4] [--seconds 3] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import itertools
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tasks import synth
+from tasks.export_onnx import export_onnx
+from tasks.train import TrainConfig, train
+from tasks.triton import repo as trepo
+from tasks.triton.client import TritonClient
+from tasks.triton.reload import reload
+from tasks.triton.server import TritonServer
+
+MODEL = "social_tone"
+
+
+def make_run(root: Path) -> Path:
+    synth.write_labeled(root / "d", "d", rows=5000, seed=7)
+    train([root / "d"], root / "run", TrainConfig(max_epochs=2), tracking_uri="none")
+    export_onnx(root / "run", [root / "d"], root / "run" / "model.onnx", tracking_uri="none")
+    return root / "run"
+
+
+def ort_caller(onnx_path: Path):
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return lambda img, txt: sess.run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
+
+
+def triton_caller(url: str, protocol: str):
+    if protocol == "grpc":
+        local = threading.local()
+
+        def call(img, txt):
+            if not hasattr(local, "c"):
+                local.c = TritonClient(url, MODEL)
+            return local.c.infer(img, txt, outputs=("logits",)).logits
+        return call
+    import tritonclient.http as httpclient
+    local = threading.local()
+
+    def call(img, txt):
+        if not hasattr(local, "c"):
+            local.c = httpclient.InferenceServerClient(url)
+        ins = [httpclient.InferInput("img_emb", list(img.shape), "FP32"),
+               httpclient.InferInput("txt_emb", list(txt.shape), "FP32")]
+        ins[0].set_data_from_numpy(img, binary_data=True)
+        ins[1].set_data_from_numpy(txt, binary_data=True)
+        r = local.c.infer(MODEL, ins, outputs=[httpclient.InferRequestedOutput("logits", binary_data=True)])
+        return r.as_numpy("logits")
+    return call
+
+
+def shm_caller(url: str):
+    """gRPC with inputs and outputs in system shared memory: no tensor bytes on the socket."""
+    import tritonclient.grpc as g
+    import tritonclient.utils.shared_memory as shm
+    local, regions, ids = threading.local(), [], itertools.count()
+
+    def call(img, txt):
+        if not hasattr(local, "c"):
+            local.c = g.InferenceServerClient(url)
+            name = f"bench_{os.getpid()}_{next(ids)}"
+            local.sizes = (img.nbytes, txt.nbytes, len(img) * 50 * 4)
+            local.h = shm.create_shared_memory_region(name, "/" + name, sum(local.sizes))
+            local.c.register_system_shared_memory(name, "/" + name, sum(local.sizes))
+            local.name = name
+            regions.append((local.c, name, local.h))
+        isz, tsz, osz = local.sizes
+        shm.set_shared_memory_region(local.h, [img, txt])
+        ins = [g.InferInput("img_emb", list(img.shape), "FP32"), g.InferInput("txt_emb", list(txt.shape), "FP32")]
+        ins[0].set_shared_memory(local.name, isz, 0)
+        ins[1].set_shared_memory(local.name, tsz, isz)
+        out = g.InferRequestedOutput("logits")
+        out.set_shared_memory(local.name, osz, isz + tsz)
+        local.c.infer(MODEL, ins, outputs=[out])
+        return shm.get_contents_as_numpy(local.h, np.float32, [len(img), 50], offset=isz + tsz).copy()
+
+    def release():
+        for c, name, h in regions:
+            c.unregister_system_shared_memory(name)
+            shm.destroy_shared_memory_region(h)
+        regions.clear()
+    call.release = release
+    return call
+
+
+def rows_per_second(call, img, txt, seconds: float, concurrency: int) -> float:
+    call(img, txt)  # warm-up
+    done, stop = [0], time.monotonic() + seconds
+
+    def loop():
+        n = 0
+        while time.monotonic() < stop:
+            call(img, txt)
+            n += len(img)
+        return n
+
+    t0 = time.monotonic()
+    with cf.ThreadPoolExecutor(concurrency) as pool:
+        done = sum(pool.map(lambda _: loop(), range(concurrency)))
+    return done / (time.monotonic() - t0)
+
+
+def throughput(run: Path, server: TritonServer, seconds: float, concurrency: int, rounds: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    modes = {"onnxruntime in-process": (ort_caller(run / "model.onnx"), 1),
+             "triton grpc": (triton_caller(server.grpc_url, "grpc"), concurrency),
+             "triton http": (triton_caller(server.http_url, "http"), concurrency)}
+    out = []
+    for batch in (1, 64, 1024):
+        modes["triton grpc+shm"] = (shm_caller(server.grpc_url), concurrency)  # regions sized per batch
+        img = rng.standard_normal((batch, 512), dtype=np.float32)
+        txt = rng.standard_normal((batch, 768), dtype=np.float32)
+        got = {m: [] for m in modes}
+        for r in range(rounds):
+            order = list(modes) if r % 2 == 0 else list(reversed(modes))
+            for m in order:
+                call, conc = modes[m]
+                got[m].append(rows_per_second(call, img, txt, seconds, conc))
+        base = float(np.median(got["onnxruntime in-process"]))
+        for m, vals in got.items():
+            med = float(np.median(vals))
+            out.append({"batch": batch, "mode": m, "rows_per_s": round(med), "vs_ort": round(med / base, 3),
+                        "in_flight": modes[m][1]})
+            print(f"batch {batch:5d}  {m:24s} {med:12.0f} rows/s  {med / base:5.2f}x ORT", flush=True)
+        modes["triton grpc+shm"][0].release()
+    return out
+
+
+def latency_loop(url, img, txt, stop, lat, failures):
+    with TritonClient(url, MODEL, retries=0) as c:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                c.infer(img, txt, outputs=("logits",))
+                lat.append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001 - counting is the point
+                failures.append(repr(e))
+
+
+def reloads_under_load(run: Path, server: TritonServer, n_reloads: int, clients: int, quiet_s: float,
+                       instances: int) -> dict:
+    rng = np.random.default_rng(1)
+    img = rng.standard_normal((64, 512), dtype=np.float32)
+    txt = rng.standard_normal((64, 768), dtype=np.float32)
+
+    def phase(during):
+        stop, lat, failures = threading.Event(), [], []
+        threads = [threading.Thread(target=latency_loop, args=(server.grpc_url, img, txt, stop, lat, failures))
+                   for _ in range(clients)]
+        for t in threads:
+            t.start()
+        t0 = time.monotonic()
+        extra = during()
+        elapsed = time.monotonic() - t0
+        stop.set()
+        for t in threads:
+            t.join()
+        ms = np.asarray(lat) * 1e3
+        return {"requests": len(lat), "failures": len(failures), "failure_examples": failures[:3],
+                "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
+                "max_ms": round(float(ms.max()), 2), "seconds": round(elapsed, 1), **extra}
+
+    quiet = phase(lambda: time.sleep(quiet_s) or {})
+
+    def do_reloads():
+        secs = []
+        for i in range(n_reloads):
+            trepo.publish(run / "model.onnx", run, server.model_repo, execution_env=sys.prefix, instances=instances)
+            r = reload(server.model_repo, MODEL, server.grpc_url, run / "model.onnx", run / "thresholds.json")
+            secs.append(r["load_seconds"])
+            if (i + 1) % 10 == 0:
+                print(f"  {i + 1} reloads, serving version {r['version']}", flush=True)
+        return {"reloads": n_reloads, "load_seconds_median": round(float(np.median(secs)), 2),
+                "final_version": trepo.versions(server.model_repo / MODEL)[-1]}
+
+    loaded = phase(do_reloads)
+    return {"clients": clients, "batch": 64, "quiet": quiet, "during_reloads": loaded}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reloads", type=int, default=100)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=4, help="Triton requests in flight")
+    ap.add_argument("--instances", type=int, default=2, help="Triton model instances")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        root = Path(tmp)
+        run = make_run(root)
+        trepo.publish(run / "model.onnx", run, root / "repo", execution_env=sys.prefix, instances=args.instances)
+        with TritonServer(root / "repo", root / "triton") as server:
+            reload(root / "repo", MODEL, server.grpc_url, run / "model.onnx", run / "thresholds.json")
+            result = {"machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+                      "instances": args.instances,
+                      "throughput": throughput(run, server, args.seconds, args.concurrency, args.rounds)}
+            result["reloads"] = reloads_under_load(run, server, args.reloads, args.clients, quiet_s=10,
+                                                   instances=args.instances)
+    print(json.dumps(result["reloads"], indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

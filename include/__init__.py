@@ -1,0 +1,1 @@
+"""DAG-side helpers: settings, the DockerOperator factory, drop claiming. Light imports only."""

@@ -1,0 +1,136 @@
+"""Drop lifecycle on the data root: claim (inbox -> processing), quarantine, archive, duplicates.
+
+Every move is one rename on the same filesystem, so a drop is in exactly one place at any
+time and each drop is processed once. Nothing here reads arrays: the content digest hashes
+the files' bytes, which is what "the same drop" means. Light imports only (DAG side).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+from include.settings import Settings
+
+log = logging.getLogger(__name__)
+MARKER = "_SUCCESS"
+DROP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # = tasks.contract.DROP_ID_RE
+SEEN = "seen-drops.json"
+
+
+def _stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _free(path: Path) -> Path:
+    """`path`, or `path` with a timestamp suffix when taken (never overwrite a kept drop)."""
+    return path if not path.exists() else path.with_name(f"{path.name}.{_stamp()}")
+
+
+def complete_drops(inbox: Path) -> list[Path]:
+    """Drops whose marker exists, oldest marker first. A drop still being written has no marker."""
+    found = []
+    for marker in Path(inbox).glob(f"*/{MARKER}"):
+        d = marker.parent
+        if d.name.startswith(".") or d.is_symlink():
+            continue
+        try:
+            found.append((marker.stat().st_mtime, d.name, d))
+        except FileNotFoundError:  # claimed by someone else meanwhile
+            continue
+    return [d for _, _, d in sorted(found)]
+
+
+def content_digest(drop: Path) -> str:
+    """sha256 over (name, bytes) of the drop's regular files, the marker excluded."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(drop).iterdir() if p.name != MARKER):
+        h.update(f.name.encode() + b"\0")
+        if f.is_file() and not f.is_symlink():
+            with open(f, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def seen(s: Settings) -> dict:
+    p = s.state / SEEN
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def claim(s: Settings) -> dict | None:
+    """Move the oldest complete drop to processing/. Returns the paths a DAG run works with.
+
+    Oddly named entries are quarantined on sight; a duplicate (same content as a drop
+    already processed) is archived under archive/duplicates/ and reported as such.
+    """
+    for d in complete_drops(s.inbox):
+        if not DROP_ID_RE.match(d.name):
+            quarantine_path(s, d, d.name, {"ok": False, "problems": [
+                {"code": "bad_drop_id", "file": d.name, "message": f"{d.name!r}: not a valid drop id"}]})
+            continue
+        dest = _free(s.processing / d.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(d, dest)  # atomic: whoever renames first owns the drop
+        except FileNotFoundError:
+            continue
+        digest = content_digest(dest)
+        key = f"{_stamp()}-{d.name}"
+        work = s.runs / key
+        work.mkdir(parents=True, exist_ok=True)
+        claimed = {"drop_id": d.name, "drop": str(dest), "digest": digest, "key": key, "work": str(work),
+                   "run": str(work / "model"), "eval": str(work / "eval"), "report": str(work / "validation.json")}
+        if (first := seen(s).get(digest)) is not None:
+            where = _free(s.archive / "duplicates" / d.name)
+            where.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(dest, where)
+            log.warning("drop %s is a duplicate of %s (same content, sha256 %s): skipped, kept at %s",
+                        d.name, first, digest[:12], where)
+            return {**claimed, "duplicate_of": first, "drop": str(where)}
+        log.info("claimed drop %s -> %s (sha256 %s)", d.name, dest, digest[:12])
+        return claimed
+    return None
+
+
+def quarantine_path(s: Settings, drop: Path, drop_id: str, report: dict) -> Path:
+    """quarantine/<drop_id>/drop/ (the bytes as they came) + quarantine/<drop_id>/report.json."""
+    target = _free(s.quarantine / (drop_id if DROP_ID_RE.match(drop_id) else f"bad-id-{_stamp()}"))
+    target.mkdir(parents=True)
+    os.rename(drop, target / "drop")
+    _write_json(target / "report.json", report)
+    reasons = "; ".join(f"{p['code']}: {p['message']}" for p in report.get("problems", []))
+    log.error("drop %s quarantined at %s: %s", drop_id, target, reasons or "see report")
+    return target
+
+
+def quarantine(s: Settings, claimed: dict) -> str:
+    report = json.loads(Path(claimed["report"]).read_text())
+    return str(quarantine_path(s, Path(claimed["drop"]), claimed["drop_id"], report))
+
+
+def archive(s: Settings, claimed: dict) -> str:
+    """processing/<id> -> archive/<id>; the content digest is remembered to catch re-sends."""
+    target = _free(s.archive / claimed["drop_id"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(claimed["drop"], target)
+    registry = seen(s)
+    registry[claimed["digest"]] = claimed["drop_id"]
+    _write_json(s.state / SEEN, registry)
+    log.info("drop %s archived at %s", claimed["drop_id"], target)
+    return str(target)
+
+
+def validation_ok(claimed: dict) -> bool:
+    return bool(json.loads(Path(claimed["report"]).read_text()).get("ok"))

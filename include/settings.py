@@ -1,0 +1,84 @@
+"""The one place for settings: environment -> typed, frozen Settings (see .env.example).
+
+Paths: every container mounts the data root at the same path (SOCIAL_TONE_DATA_ROOT), so a
+path in an XCom or a report means the same thing everywhere. When Airflow itself runs in a
+container, the bind-mount *source* must be the path on the Docker host
+(SOCIAL_TONE_HOST_DATA_ROOT): the Docker engine resolves it, not Airflow.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    data_root: Path
+    host_data_root: Path
+    task_image: str
+    docker_url: str
+    network_mode: str
+    container_user: str | None
+    triton_grpc: str
+    triton_execution_env: str | None
+    triton_backend: str
+    model_name: str
+    mlflow_uri: str
+    gate_tolerance: float
+    gate_floor: float
+    fs_conn_id: str
+    poke_interval: int
+
+    # -- data root layout (docs/architecture.md) --
+    @property
+    def inbox(self) -> Path: return self.data_root / "inbox"
+    @property
+    def processing(self) -> Path: return self.data_root / "processing"
+    @property
+    def quarantine(self) -> Path: return self.data_root / "quarantine"
+    @property
+    def archive(self) -> Path: return self.data_root / "archive"
+    @property
+    def dataset(self) -> Path: return self.data_root / "dataset"
+    @property
+    def dvc_remote(self) -> Path: return self.data_root / "dvc-remote"
+    @property
+    def runs(self) -> Path: return self.data_root / "runs"
+    @property
+    def triton_repo(self) -> Path: return self.data_root / "triton"
+    @property
+    def state(self) -> Path: return self.data_root / "state"
+    @property
+    def champion_pointer(self) -> Path: return self.state / "champion.json"
+    @property
+    def scoring_incoming(self) -> Path: return self.data_root / "scoring" / "incoming"
+    @property
+    def predictions(self) -> Path: return self.data_root / "scoring" / "predictions"
+    @property
+    def monitoring(self) -> Path: return self.data_root / "monitoring"
+
+
+def load() -> Settings:
+    root = Path(_env("SOCIAL_TONE_DATA_ROOT", "/opt/social-tone/data")).resolve()
+    return Settings(
+        data_root=root,
+        host_data_root=Path(_env("SOCIAL_TONE_HOST_DATA_ROOT", str(root))),
+        task_image=_env("SOCIAL_TONE_TASK_IMAGE", "social-tone/task:latest"),
+        docker_url=_env("SOCIAL_TONE_DOCKER_URL", "unix://var/run/docker.sock"),
+        network_mode=_env("SOCIAL_TONE_NETWORK_MODE", "host"),
+        container_user=os.environ.get("SOCIAL_TONE_CONTAINER_USER") or None,
+        triton_grpc=_env("SOCIAL_TONE_TRITON_GRPC", "127.0.0.1:8001"),
+        triton_execution_env=os.environ.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or None,
+        triton_backend=_env("SOCIAL_TONE_TRITON_BACKEND", "python"),
+        model_name=_env("SOCIAL_TONE_MODEL_NAME", "social_tone"),
+        mlflow_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow/mlflow.db"),
+        gate_tolerance=float(_env("SOCIAL_TONE_GATE_TOLERANCE", "0.01")),
+        gate_floor=float(_env("SOCIAL_TONE_GATE_FLOOR", "0.1")),
+        fs_conn_id=_env("SOCIAL_TONE_FS_CONN_ID", "fs_default"),
+        poke_interval=int(_env("SOCIAL_TONE_POKE_INTERVAL", "30")),
+    )

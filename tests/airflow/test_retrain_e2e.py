@@ -1,0 +1,154 @@
+"""End to end: real Airflow (dag.test), real Docker containers on the task image, a real
+MLflow store (SQLite in the data root), a real tritonserver. One scenario, in order:
+
+  drop-1 -> version 1 serves; drop-2 -> version 2 by hot reload; a bad drop is quarantined and
+  the good drop behind it still becomes version 3; a worse candidate is not promoted and
+  version 3 keeps serving.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TASKS_PY
+
+pytestmark = pytest.mark.skipif(subprocess.run(["docker", "image", "inspect", os.environ.get(
+    "SOCIAL_TONE_TASK_IMAGE", "social-tone/task:latest")], capture_output=True).returncode != 0,
+    reason="task image not built (docker/build-images.sh)")
+
+ROWS = 3000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tasks_cli(*args, check=True):
+    p = subprocess.run([TASKS_PY, "-m", "tasks", *map(str, args)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": "none"})
+    if check and p.returncode != 0:
+        raise AssertionError(p.stderr[-3000:])
+    return p
+
+
+@pytest.fixture(scope="module")
+def stack(airflow_db):
+    data = Path(os.environ["SOCIAL_TONE_DATA_ROOT"])
+    for d in ("inbox", "triton", "mlflow"):
+        (data / d).mkdir(parents=True, exist_ok=True)
+    grpc = f"127.0.0.1:{free_port()}"
+    os.environ.update({"SOCIAL_TONE_TRITON_GRPC": grpc,
+                       "SOCIAL_TONE_TRITON_EXECUTION_ENV": str(Path(TASKS_PY).resolve().parent.parent),
+                       "MLFLOW_TRACKING_URI": f"sqlite:///{data}/mlflow/mlflow.db"})
+    triton = subprocess.Popen([TASKS_PY, "-m", "tasks", "serve", "--repo", data / "triton", "--workdir",
+                               data / "triton-work", "--grpc-port", grpc.split(":")[1], "--http-port",
+                               str(free_port()), "--metrics-port", str(free_port())],
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=open(data / "serve.log", "w"), text=True)
+    json.loads(triton.stdout.readline())  # printed once the server is ready
+    from airflow.dag_processing.dagbag import DagBag
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["warcov_retrain"]
+    yield dag, data, grpc
+    os.killpg(triton.pid, signal.SIGTERM)
+    triton.wait(timeout=30)
+
+
+def synth_drop(data, name, seed, id_start):
+    tasks_cli("synth", "--out", data / "inbox" / name, "--rows", ROWS, "--seed", seed, "--id-start", id_start,
+              "--world-seed", 42)
+
+
+def run(dag, **conf):
+    t0 = time.monotonic()
+    dr = dag.test(run_conf={"epochs": 4, **conf})
+    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    print(f"run {dr.run_id}: {dr.state} in {time.monotonic() - t0:.0f}s {states}")
+    return dr.state, states
+
+
+def serving(grpc, data):
+    """Versions READY on Triton, and Triton's answer on real rows checked against ONNX Runtime."""
+    code = f"""
+import json, numpy as np, onnxruntime as ort
+from tasks.triton.client import TritonClient
+from tasks.contract import open_drop
+c = TritonClient({grpc!r}); v = c.ready_versions()
+d = open_drop({str(data / 'archive' / 'drop-1')!r}); img, txt = np.asarray(d.img[:200]), np.asarray(d.txt[:200])
+p = c.infer(img, txt)
+want = ort.InferenceSession({str(data / 'triton' / 'social_tone')!r} + f"/{{v[-1]}}/model.onnx").run(["logits"], {{"img_emb": img, "txt_emb": txt}})[0]
+print(json.dumps({{"ready": v, "answered_by": p.version, "max_abs_diff": float(np.abs(p.logits - want).max())}}))
+"""
+    p = subprocess.run([TASKS_PY, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    return json.loads(p.stdout.splitlines()[-1])
+
+
+def champion(data):
+    return json.loads((data / "state" / "champion.json").read_text())
+
+
+def test_drops_flow_to_serving(stack):
+    dag, data, grpc = stack
+
+    # 1. first drop: trained, gated (no champion yet), exported, served as version 1, promoted
+    synth_drop(data, "drop-1", seed=1, id_start=0)
+    state, ti = run(dag)
+    assert state == "success", ti
+    assert ti["quarantine"] == "skipped" and ti["convert_tensorrt"] == "skipped" and ti["archive"] == "success"
+    s = serving(grpc, data)
+    assert s["ready"] == [1] and s["answered_by"] == "1" and s["max_abs_diff"] <= 1e-5
+    c1 = champion(data)
+    assert c1["triton_version"] == 1 and c1["registry_version"] == 1
+    assert (data / "archive" / "drop-1" / "_SUCCESS").exists() and not list((data / "inbox").iterdir())
+    assert (data / "dataset" / "drops.dvc").exists() and any((data / "dvc-remote").rglob("*"))
+
+    # 2. second drop: version 2 by hot reload; the champion moves
+    synth_drop(data, "drop-2", seed=2, id_start=ROWS)
+    state, ti = run(dag)
+    assert state == "success", ti
+    s = serving(grpc, data)
+    assert s["ready"] == [2] and s["max_abs_diff"] <= 1e-5
+    assert champion(data)["triton_version"] == 2 and champion(data)["previous_run"] == c1["run"]
+
+    # 3. a bad drop and a good one arrive together: the bad one (older) is quarantined with its
+    #    report and its bytes intact; the good one goes through next
+    synth_drop(data, "drop-bad", seed=3, id_start=2 * ROWS)
+    manifest = json.loads((data / "inbox" / "drop-bad" / "manifest.json").read_text())
+    manifest["rows"] = ROWS + 1
+    (data / "inbox" / "drop-bad" / "manifest.json").write_text(json.dumps(manifest))
+    before = (data / "inbox" / "drop-bad" / "img_emb.npy").read_bytes()
+    time.sleep(1.1)  # marker mtimes order the drops
+    synth_drop(data, "drop-3", seed=4, id_start=3 * ROWS)
+    state, ti = run(dag)
+    assert state == "success" and ti["quarantine"] == "success" and ti["ingest"] == "skipped", ti
+    report = json.loads((data / "quarantine" / "drop-bad" / "report.json").read_text())
+    assert not report["ok"] and "count_mismatch" in {p["code"] for p in report["problems"]}
+    assert (data / "quarantine" / "drop-bad" / "drop" / "img_emb.npy").read_bytes() == before
+    assert serving(grpc, data)["ready"] == [2], "a bad drop changes nothing that serves"
+    state, ti = run(dag)
+    assert state == "success", ti
+    assert serving(grpc, data)["ready"] == [3]
+
+    # 4. a candidate worse than the champion is not promoted; version 3 keeps serving
+    synth_drop(data, "drop-4", seed=5, id_start=4 * ROWS)
+    state, ti = run(dag, epochs=1, lr=1e-6)
+    assert state == "success", ti
+    assert ti["gate"] == "skipped" and ti["publish"] == "skipped" and ti["promote"] == "skipped"
+    assert ti["archive"] == "success"
+    assert serving(grpc, data)["ready"] == [3] and champion(data)["triton_version"] == 3
+    blessing = json.loads(next((data / "runs").glob("*-drop-4/eval/blessing.json")).read_text())
+    assert not blessing["blessed"] and any("champion" in r for r in blessing["reasons"])
+
+    # 5. the same content again under another name: skipped as a duplicate, nothing retrained
+    import shutil
+    shutil.copytree(data / "archive" / "drop-4", data / "inbox" / "drop-4-again")
+    state, ti = run(dag)
+    assert ti["not_duplicate"] == "success" and ti["validate"] == "skipped" and ti["train"] == "skipped"
+    assert (data / "archive" / "duplicates" / "drop-4-again").exists()
