@@ -1,14 +1,17 @@
 # social-tone developer entry points. `make test` is what CI runs.
 SHELL := /bin/bash
 PYTHON ?= python3
+# Two venvs, each in a cache keyed by its requirements, so fresh clones on one machine reuse
+# them: the tasks venv (.venv links to it) and the Airflow venv (dags/, include/, tests/airflow).
 REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
-# The venv lives in a cache keyed by the requirements, so fresh clones on the same machine
-# reuse it; .venv in the repo is a symlink to it.
+AF_HASH := $(shell cat requirements-airflow.txt | sha256sum | cut -c1-12)
 VENV ?= $(HOME)/.cache/social-tone/venv-$(REQ_HASH)
+AF_VENV ?= $(HOME)/.cache/social-tone/airflow-$(AF_HASH)
 PY := $(VENV)/bin/python
+AF_PY := $(AF_VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv test bench-train clean-venv
+.PHONY: venv airflow-venv engine images test test-tasks test-airflow bench-train bench-serving clean-venv
 
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
@@ -22,11 +25,35 @@ $(VENV)/.complete:
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-test: venv
-	$(PY) -m pytest -q
+airflow-venv: $(AF_VENV)/.complete
+
+$(AF_VENV)/.complete:
+	rm -rf $(AF_VENV)
+	$(PYTHON) -m venv $(AF_VENV)
+	$(AF_PY) -m pip install -q --upgrade pip
+	$(AF_PY) -m pip install -q -r requirements-airflow.txt
+	touch $@
+
+# A Docker engine (Debian's docker.io, started by hand when none runs) and the task image.
+engine:
+	docker/start-dockerd.sh
+
+images: engine
+	docker/build-images.sh
+
+test: test-tasks test-airflow
+
+test-tasks: venv
+	$(PY) -m pytest -q --ignore=tests/airflow
+
+test-airflow: venv airflow-venv images
+	SOCIAL_TONE_TASKS_PYTHON=$(PY) $(AF_PY) -m pytest -q --confcutdir=tests/airflow tests/airflow
 
 bench-train: venv
 	$(PY) bench/train_speed.py --repeats 2
 
+bench-serving: venv
+	$(PY) bench/serving.py --reloads 100 --clients 4
+
 clean-venv:
-	rm -rf $(VENV) .venv
+	rm -rf $(VENV) $(AF_VENV) .venv

@@ -44,7 +44,7 @@ def x(expr: str) -> str:
 )
 def warcov_retrain():
     wait = FileSensor(task_id="wait_for_drop", filepath=str(S.inbox / "*" / drops.MARKER), fs_conn_id=S.fs_conn_id,
-                      deferrable=True, poke_interval=max(S.poke_interval, 1), timeout=24 * 3600)
+                      deferrable=S.deferrable, poke_interval=max(S.poke_interval, 1), timeout=24 * 3600)
 
     @task
     def claim() -> dict:
@@ -100,16 +100,19 @@ def warcov_retrain():
         "--version-file", x(C + "['work']") + "/published.json", "--metrics", x(C + "['eval']") + "/metrics.json"],
         outlets=[CHAMPION], retries=1)
 
+    # after evaluate (not blessed) or promote (served); never on the quarantine or duplicate paths,
+    # and not after a failure: then the drop stays in processing/ for a retry
     @task(trigger_rule="none_failed_min_one_success")
-    def archive(claimed: dict) -> str:
-        return drops.archive(S, claimed)
+    def archive(ti=None) -> str:
+        return drops.archive(S, ti.xcom_pull(task_ids="claim"))
 
     claimed = claim()
     routed = route(claimed)
     wait >> claimed >> not_duplicate(claimed) >> validate >> routed
     routed >> quarantine(claimed)
     routed >> ingest >> train >> evaluate >> gate >> export >> tensorrt >> publish >> reload >> promote
-    [ingest, promote, gate] >> archive(claimed)
+    export >> publish  # publish runs when TensorRT is skipped (no GPU), not when export was
+    [evaluate, promote] >> archive()
 
 
 warcov_retrain()

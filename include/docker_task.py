@@ -13,7 +13,8 @@ def container_env(s: Settings) -> dict[str, str]:
     env = {"MLFLOW_TRACKING_URI": s.mlflow_uri,
            "SOCIAL_TONE_MLFLOW_ARTIFACTS": str(s.data_root / "mlflow" / "artifacts"),
            "SOCIAL_TONE_TRITON_GRPC": s.triton_grpc,
-           "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "DVC_NO_ANALYTICS": "1",
+           "HOME": "/tmp", "DVC_NO_ANALYTICS": "1",
+           "GIT_PYTHON_REFRESH": "quiet",  # no git in the image; the commit comes from the image's env
            "PYTHONUNBUFFERED": "1"}
     if s.triton_execution_env:
         env["SOCIAL_TONE_TRITON_EXECUTION_ENV"] = s.triton_execution_env

@@ -43,7 +43,7 @@ def complete_drops(inbox: Path) -> list[Path]:
     found = []
     for marker in Path(inbox).glob(f"*/{MARKER}"):
         d = marker.parent
-        if d.name.startswith(".") or d.is_symlink():
+        if d.name.startswith("."):  # a producer's temp dir (glob skips these anyway)
             continue
         try:
             found.append((marker.stat().st_mtime, d.name, d))
@@ -76,6 +76,11 @@ def claim(s: Settings) -> dict | None:
     already processed) is archived under archive/duplicates/ and reported as such.
     """
     for d in complete_drops(s.inbox):
+        # refused on sight (no container needed); the link itself is moved, never its target
+        if d.is_symlink():
+            quarantine_path(s, d, d.name, {"ok": False, "problems": [
+                {"code": "symlink", "file": d.name, "message": f"{d}: the drop directory is a symlink"}]})
+            continue
         if not DROP_ID_RE.match(d.name):
             quarantine_path(s, d, d.name, {"ok": False, "problems": [
                 {"code": "bad_drop_id", "file": d.name, "message": f"{d.name!r}: not a valid drop id"}]})
@@ -109,7 +114,7 @@ def quarantine_path(s: Settings, drop: Path, drop_id: str, report: dict) -> Path
     target = _free(s.quarantine / (drop_id if DROP_ID_RE.match(drop_id) else f"bad-id-{_stamp()}"))
     target.mkdir(parents=True)
     os.rename(drop, target / "drop")
-    _write_json(target / "report.json", report)
+    _write_json(target / "report.json", {"original_name": drop_id, **report})
     reasons = "; ".join(f"{p['code']}: {p['message']}" for p in report.get("problems", []))
     log.error("drop %s quarantined at %s: %s", drop_id, target, reasons or "see report")
     return target

@@ -33,6 +33,7 @@ class Settings:
     gate_floor: float
     fs_conn_id: str
     poke_interval: int
+    deferrable: bool
 
     # -- data root layout (docs/architecture.md) --
     @property
@@ -63,6 +64,16 @@ class Settings:
     def monitoring(self) -> Path: return self.data_root / "monitoring"
 
 
+def _owner(path: Path) -> str | None:
+    """Task containers run as the data root's owner so bind-mounted files stay theirs
+    (the image's own user, uid 10001, when the root does not exist yet)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return f"{st.st_uid}:{st.st_gid}"
+
+
 def load() -> Settings:
     root = Path(_env("SOCIAL_TONE_DATA_ROOT", "/opt/social-tone/data")).resolve()
     return Settings(
@@ -71,7 +82,7 @@ def load() -> Settings:
         task_image=_env("SOCIAL_TONE_TASK_IMAGE", "social-tone/task:latest"),
         docker_url=_env("SOCIAL_TONE_DOCKER_URL", "unix://var/run/docker.sock"),
         network_mode=_env("SOCIAL_TONE_NETWORK_MODE", "host"),
-        container_user=os.environ.get("SOCIAL_TONE_CONTAINER_USER") or None,
+        container_user=os.environ.get("SOCIAL_TONE_CONTAINER_USER") or _owner(root),
         triton_grpc=_env("SOCIAL_TONE_TRITON_GRPC", "127.0.0.1:8001"),
         triton_execution_env=os.environ.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or None,
         triton_backend=_env("SOCIAL_TONE_TRITON_BACKEND", "python"),
@@ -81,4 +92,7 @@ def load() -> Settings:
         gate_floor=float(_env("SOCIAL_TONE_GATE_FLOOR", "0.1")),
         fs_conn_id=_env("SOCIAL_TONE_FS_CONN_ID", "fs_default"),
         poke_interval=int(_env("SOCIAL_TONE_POKE_INTERVAL", "30")),
+        # sensors wait in the triggerer; off only where no triggerer runs (dag.test ignores
+        # a deferred sensor's timeout)
+        deferrable=_env("SOCIAL_TONE_SENSOR_DEFERRABLE", "true").lower() in ("1", "true", "yes"),
     )

@@ -40,3 +40,6 @@ def tree_digest(root: Path) -> dict:
 @pytest.fixture
 def drop(tmp_path):
     return make_drop(tmp_path / "drop-1")
+
+# tests/airflow run in the Airflow venv (`make test-airflow`), not with the task code's venv
+collect_ignore = ["airflow"]

@@ -200,3 +200,20 @@ def test_config_and_pruning(runs, tmp_path):
     assert 'backend: "tensorrt"' in trepo.render_config("m", "tensorrt_plan", 512, 768, 50)
     with pytest.raises(ValueError, match="keep"):
         trepo.publish(root / "run1" / "model.onnx", root / "run1", tmp_path / "repo", keep=1)
+
+
+def test_interrupted_publish_is_repaired_by_the_next_run(runs, server):
+    """A crash between publish and reload leaves version 2 published but not loaded, and a
+    crash inside a publish leaves a hidden temp dir: the next run's reload loads its own new
+    version, and the half-written dir is never taken for a version."""
+    root = runs
+    publish_and_reload(root, "run1", server)
+    trepo.publish(root / "run2" / "model.onnx", root / "run2", server.model_repo, execution_env=sys.prefix)  # then "crash"
+    half = server.model_repo / MODEL / ".3.crashed.tmp"
+    half.mkdir()
+    (half / "model.onnx").write_bytes(b"half a graph")
+    assert trepo.versions(server.model_repo / MODEL) == [1, 2]
+    r = publish_and_reload(root, "run2", server)  # the next run
+    assert r["version"] == 3 and r["canary"]["ok"]
+    with TritonClient(server.grpc_url) as c:
+        assert c.ready_versions() == [3] and c.infer(*rows(root, 4)).version == "3"

@@ -23,6 +23,13 @@ def _pytriton_dir() -> Path:
     return Path(pytriton.__file__).parent / "tritonserver"
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the process that started it dies, so a
+    killed test run or `tasks serve` never leaves an orphaned tritonserver behind."""
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,10 +80,10 @@ class TritonServer:
                f"--backend-directory={backends}", "--model-control-mode=explicit",
                "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
-               f"--metrics-port={self.metrics_port}", "--log-verbose=0"]
+               f"--metrics-port={self.metrics_port}", "--log-verbose=0", "--exit-timeout-secs=10"]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         import tritonclient.grpc as grpcclient
         client = grpcclient.InferenceServerClient(self.grpc_url)
         deadline = time.monotonic() + timeout

@@ -22,6 +22,7 @@ os.environ.update({
     "SOCIAL_TONE_DATA_ROOT": str(HOME / "data"),
     "SOCIAL_TONE_POKE_INTERVAL": "1",
 })
+(HOME / "data").mkdir()
 sys.path.insert(0, str(REPO))
 # the tasks venv (for starting Triton and checking predictions outside the containers)
 TASKS_PY = os.environ.get("SOCIAL_TONE_TASKS_PYTHON", str(REPO / ".venv" / "bin" / "python"))

@@ -24,6 +24,12 @@ pytestmark = pytest.mark.skipif(subprocess.run(["docker", "image", "inspect", os
 ROWS = 3000
 
 
+def die_with_parent():
+    """The server goes when the test process goes, even on a hard kill (no orphans)."""
+    import ctypes
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,12 +51,15 @@ def stack(airflow_db):
         (data / d).mkdir(parents=True, exist_ok=True)
     grpc = f"127.0.0.1:{free_port()}"
     os.environ.update({"SOCIAL_TONE_TRITON_GRPC": grpc,
-                       "SOCIAL_TONE_TRITON_EXECUTION_ENV": str(Path(TASKS_PY).resolve().parent.parent),
+                       "SOCIAL_TONE_TRITON_EXECUTION_ENV": subprocess.run(
+                           [TASKS_PY, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True,
+                           check=True).stdout.strip(),
                        "MLFLOW_TRACKING_URI": f"sqlite:///{data}/mlflow/mlflow.db"})
     triton = subprocess.Popen([TASKS_PY, "-m", "tasks", "serve", "--repo", data / "triton", "--workdir",
                                data / "triton-work", "--grpc-port", grpc.split(":")[1], "--http-port",
                                str(free_port()), "--metrics-port", str(free_port())],
                               env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
+                              preexec_fn=die_with_parent,
                               stdout=subprocess.PIPE, stderr=open(data / "serve.log", "w"), text=True)
     json.loads(triton.stdout.readline())  # printed once the server is ready
     from airflow.dag_processing.dagbag import DagBag
@@ -152,3 +161,59 @@ def test_drops_flow_to_serving(stack):
     state, ti = run(dag)
     assert ti["not_duplicate"] == "success" and ti["validate"] == "skipped" and ti["train"] == "skipped"
     assert (data / "archive" / "duplicates" / "drop-4-again").exists()
+
+
+def predictions_summary(path):
+    """Read a predictions Parquet with the tasks venv (the Airflow venv has no pandas)."""
+    code = f"""
+import json, pandas as pd
+df = pd.read_parquet({str(path)!r})
+print(json.dumps({{"rows": len(df), "versions": sorted(df["model_version"].unique().tolist()),
+                  "days": sorted(df["timestamp"].dt.date.astype(str).unique().tolist()),
+                  "columns": list(df.columns[:3]), "digest": int(pd.util.hash_pandas_object(df.drop(columns=["topics"])).sum()),
+                  "topics": sum(map(len, df["topics"]))}}))
+"""
+    p = subprocess.run([TASKS_PY, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(p.stdout.splitlines()[-1])
+
+
+def test_daily_scoring_backfill_rerun_and_missing_day(stack):
+    """Runs after the retrain scenario: version 3 serves. Three past days are backfilled in
+    order, a day is re-run (same outputs, replaced atomically), a day without a drop is skipped."""
+    import datetime as dt
+    from airflow.dag_processing.dagbag import DagBag
+    _, data, grpc = stack
+    daily = DagBag(dag_folder=str(REPO / "dags")).dags["warcov_daily_scoring"]
+    days = [dt.date(2026, 11, 1) + dt.timedelta(days=i) for i in range(3)]
+    for d in days:
+        tasks_cli("synth", "--kind", "scoring", "--out", data / "scoring" / "incoming", "--rows", 2000,
+                  "--days", 1, "--start", d.isoformat())
+
+    def run_day(d):
+        dr = daily.test(logical_date=dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc))
+        return dr.state, {ti.task_id: ti.state for ti in dr.get_task_instances()}
+
+    for d in days:
+        state, states = run_day(d)
+        assert state == "success" and states["monitor"] == "success", states
+    pred = predictions_summary(data / "scoring" / "predictions" / f"{days[0]}.parquet")
+    assert pred["rows"] == 2000 and pred["versions"] == ["3"] and pred["days"] == [days[0].isoformat()]
+    assert pred["columns"] == ["post_id", "timestamp", "model_version"] and pred["topics"] > 0
+    report = json.loads((data / "monitoring" / days[2].isoformat() / "report.json").read_text())
+    assert report["history_days"] == 2 and report["rows"] == 2000 and report["model_versions"] == ["3"]
+    assert (data / "monitoring" / days[2].isoformat() / "volumes.png").exists()
+
+    # re-run a day: the same predictions and report, no temp files left behind
+    before = predictions_summary(data / "scoring" / "predictions" / f"{days[1]}.parquet")
+    rep_before = json.loads((data / "monitoring" / days[1].isoformat() / "report.json").read_text())
+    assert run_day(days[1])[0] == "success"
+    assert predictions_summary(data / "scoring" / "predictions" / f"{days[1]}.parquet") == before
+    assert json.loads((data / "monitoring" / days[1].isoformat() / "report.json").read_text()) == rep_before
+    assert not [p for p in (data / "scoring" / "predictions").iterdir() if p.name.startswith(".")]
+
+    # a day whose drop never comes: the sensor times out, the day is skipped, nothing is written
+    os.environ.update({"SOCIAL_TONE_SCORING_WAIT": "3", "SOCIAL_TONE_SENSOR_DEFERRABLE": "false"})
+    daily = DagBag(dag_folder=str(REPO / "dags")).dags["warcov_daily_scoring"]
+    state, states = run_day(dt.date(2026, 11, 9))
+    assert states["wait_for_day"] == "skipped" and states["score"] == "skipped", states
+    assert not (data / "scoring" / "predictions" / "2026-11-09.parquet").exists()

@@ -1,0 +1,107 @@
+"""Bad input and faults: every kind of bad drop is quarantined with its reason and its bytes,
+the loop never stops, the next good drop still goes through; killed and interrupted steps
+leave nothing half-written behind."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from include import drops, settings
+from tasks import contract as c
+from tests.bad_drops import CORPUS, build, drain, good
+from tests.conftest import tree_digest
+
+
+@pytest.fixture
+def s(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOCIAL_TONE_DATA_ROOT", str(tmp_path / "data"))
+    (tmp_path / "data" / "inbox").mkdir(parents=True)
+    return settings.load()
+
+
+def test_corpus_has_at_least_20_kinds():
+    assert len(CORPUS) >= 20
+
+
+def test_every_bad_drop_is_quarantined_and_the_good_one_behind_them_goes_through(s):
+    digests, t = {}, time.time() - 1000
+    for i, kind in enumerate(CORPUS):
+        d = build(s.inbox, kind)
+        digests[kind] = tree_digest(d.resolve() if d.is_symlink() else d)
+        marker = d / c.MARKER
+        os.utime(marker, (t + i, t + i), follow_symlinks=True)  # the order producers finished in
+    good(s.inbox, "good-after-all", seed=9)  # newest marker: taken last
+    records = drain(s)
+
+    assert [r["drop"] for r in records if r["outcome"] == "accepted"] == ["good-after-all"]
+    assert records[-1]["drop"] == "good-after-all", "the good drop comes after every bad one"
+    assert list(s.inbox.iterdir()) == [] and list(s.processing.iterdir()) == []
+    by_name = {json.loads((q / "report.json").read_text())["original_name"]: q for q in s.quarantine.iterdir()}
+    assert len(by_name) == len(CORPUS)
+    for kind, (_, name, code) in CORPUS.items():
+        q = by_name[name]
+        report = json.loads((q / "report.json").read_text())
+        assert report["ok"] is False and code in [p["code"] for p in report["problems"]], (kind, report)
+        kept = q / "drop"
+        if kind == "drop directory is a symlink":
+            assert kept.is_symlink() and tree_digest(kept.resolve()) == digests[kind], "target untouched"
+        else:
+            assert tree_digest(kept) == digests[kind], f"{kind}: the bytes must be kept as they came"
+        assert all(p["message"] for p in report["problems"])
+
+
+def test_a_drop_without_its_marker_is_not_picked_up(s):
+    d = good(s.inbox, "slow", seed=1)
+    (d / c.MARKER).unlink()  # still being written
+    assert drops.claim(s) is None and d.exists()
+    (d / c.MARKER).touch()
+    assert drops.claim(s)["drop_id"] == "slow"
+
+
+def test_two_drops_together_are_taken_oldest_first(s):
+    t = time.time()
+    for i, name in enumerate(["b-second", "a-third", "c-first"]):
+        good(s.inbox, name, seed=i)
+    for name, age in (("c-first", 30), ("b-second", 20), ("a-third", 10)):
+        os.utime(s.inbox / name / c.MARKER, (t - age, t - age))
+    assert [r["drop"] for r in drain(s)] == ["c-first", "b-second", "a-third"]
+
+
+def test_a_duplicate_drop_is_skipped(s):
+    good(s.inbox, "first", seed=5)
+    assert drain(s)[0]["outcome"] == "accepted"
+    shutil.copytree(s.archive / "first", s.inbox / "first-again")  # same bytes, another name
+    r = drain(s)
+    assert r == [{"drop": "first-again", "outcome": "duplicate", "where": str(s.archive / "duplicates" / "first-again")}]
+
+
+def test_training_killed_midway_leaves_no_run_and_the_retry_succeeds(tmp_path):
+    from tasks import synth
+    synth.write_labeled(tmp_path / "d", "d", rows=20000, seed=2)
+    cmd = [sys.executable, "-m", "tasks", "train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"),
+           "--epochs", "30", "--patience", "30", "--tracking-uri", "none"]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:  # kill it once it is inside the epochs
+        if "epoch 2" in line:
+            break
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (tmp_path / "run").exists(), "a killed task must not leave a run dir that looks complete"
+    retry = subprocess.run(cmd[:-6] + ["--epochs", "2", "--tracking-uri", "none"], capture_output=True, text=True)
+    assert retry.returncode == 0, retry.stderr[-2000:]
+    assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "train_summary.json").exists()
+
+
+def test_docs_reliability_md_is_generated_and_current():
+    repo = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, str(repo / "docs" / "make_reliability.py"), "--check"],
+                       env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True)
+    assert p.returncode == 0, "docs/reliability.md is stale: run `python docs/make_reliability.py`"
+    text = (repo / "docs" / "reliability.md").read_text()
+    assert text.count("| yes |") == len(CORPUS) and "NOT" not in text
