@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 AF_PY := $(AF_VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv airflow-venv engine images test test-tasks test-airflow bench-train bench-serving clean-venv
+.PHONY: venv airflow-venv engine images demo down test test-tasks test-airflow bench-train bench-serving clean-venv
 
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
@@ -40,6 +40,13 @@ engine:
 
 images: engine
 	docker/build-images.sh
+
+# The embedded stack on 127.0.0.1 (Airflow standalone, MLflow, Triton) + a synthetic drop end to end.
+demo: venv airflow-venv images
+	PY=$(PY) AF_PY=$(AF_PY) scripts/demo.sh
+
+down:
+	scripts/down.sh
 
 test: test-tasks test-airflow
 

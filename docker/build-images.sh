@@ -28,11 +28,11 @@ if [ ! -f "$WHEELS/.complete" ]; then
   python3 -m pip wheel -q ${PIP_EXTRA_CA:+--cert "$PIP_EXTRA_CA"} -w "$WHEELS" -r docker/requirements-task.txt.tmp
   touch "$WHEELS/.complete"
 fi
-rm -rf docker/wheelhouse && mkdir -p docker/wheelhouse
+find docker/wheelhouse -name "*.whl" -delete 2>/dev/null; mkdir -p docker/wheelhouse
 cp -al "$WHEELS"/*.whl docker/wheelhouse/ 2>/dev/null || cp "$WHEELS"/*.whl docker/wheelhouse/
 mv docker/requirements-task.txt.tmp docker/wheelhouse/requirements-task.txt
 docker build -q -f docker/Dockerfile.task --build-arg BASE_IMAGE="$BASE_IMAGE" \
   --build-arg GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   -t "$TASK_IMAGE:$HASH" -t "$TASK_IMAGE:latest" .
-rm -rf docker/wheelhouse
+find docker/wheelhouse -name "*.whl" -delete; rm -f docker/wheelhouse/requirements-task.txt
 echo "built $TASK_IMAGE:$HASH"

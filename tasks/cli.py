@@ -199,7 +199,7 @@ def cmd_monitor(args) -> dict:
 def cmd_serve(args) -> dict:
     import signal
     from tasks.triton.server import TritonServer
-    server = TritonServer(args.repo, args.workdir, args.http_port, args.grpc_port, args.metrics_port)
+    server = TritonServer(args.repo, args.workdir, args.http_port, args.grpc_port, args.metrics_port, args.bind)
     with server:
         # block SIGTERM/SIGINT only now (the server process must not inherit the mask), then wait on them
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -398,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grpc-port", type=int, default=8001)
     s.add_argument("--metrics-port", type=int, default=8002)
     s.add_argument("--load", default=None, help="load this model at start if it has versions")
+    s.add_argument("--bind", default="127.0.0.1", help="listen address (0.0.0.0 only inside a container network)")
     s.set_defaults(func=cmd_serve)
     return p
 

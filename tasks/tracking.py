@@ -37,7 +37,7 @@ def run(uri: str | None, run_name: str | None = None, run_id: str | None = None,
     if run_id is None:
         # a sqlite store would put artifacts under the container's cwd: pin them to the data root
         artifacts = os.environ.get("SOCIAL_TONE_MLFLOW_ARTIFACTS")
-        if artifacts and mlflow.get_experiment_by_name(experiment) is None:
+        if artifacts and uri.startswith("sqlite:") and mlflow.get_experiment_by_name(experiment) is None:
             with contextlib.suppress(Exception):  # another process may create it at the same moment
                 mlflow.create_experiment(experiment, artifact_location=Path(artifacts).resolve().as_uri())
         mlflow.set_experiment(experiment)

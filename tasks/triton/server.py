@@ -52,8 +52,8 @@ def backend_dir(dest: Path) -> Path:
 
 class TritonServer:
     def __init__(self, model_repo: Path, workdir: Path, http_port: int | None = None, grpc_port: int | None = None,
-                 metrics_port: int | None = None):
-        self.model_repo, self.workdir = Path(model_repo), Path(workdir)
+                 metrics_port: int | None = None, address: str = "127.0.0.1"):
+        self.model_repo, self.workdir, self.address = Path(model_repo), Path(workdir), address
         self.http_port, self.grpc_port = http_port or free_port(), grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.proc: subprocess.Popen | None = None
@@ -78,7 +78,8 @@ class TritonServer:
         env["LD_LIBRARY_PATH"] = ":".join(libs + [env.get("LD_LIBRARY_PATH", "")])
         cmd = [str(src / "bin" / "tritonserver"), f"--model-repository={self.model_repo}",
                f"--backend-directory={backends}", "--model-control-mode=explicit",
-               "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+               f"--http-address={self.address}", f"--grpc-address={self.address}",
+               f"--metrics-address={self.address}",
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                f"--metrics-port={self.metrics_port}", "--log-verbose=0", "--exit-timeout-secs=10"]
         self._log = open(self.log_path, "ab")

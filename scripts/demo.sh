@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# `make demo`: the embedded stack on 127.0.0.1, a synthetic drop through the retraining DAG,
+# then where to look. Safe to run again: running services are reused, a new drop is added.
+# Stop everything with `make down` (scripts/down.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+: "${PY:?run through make demo}" "${AF_PY:?run through make demo}"
+DEMO=${DEMO_DIR:-$REPO/.demo}
+DATA=$DEMO/data
+ROWS=${DEMO_ROWS:-20000}
+AIRFLOW_PORT=${DEMO_AIRFLOW_PORT:-8080}
+MLFLOW_PORT=${DEMO_MLFLOW_PORT:-5000}
+TRITON_HTTP=${DEMO_TRITON_HTTP:-8000}; TRITON_GRPC=${DEMO_TRITON_GRPC:-8001}; TRITON_METRICS=${DEMO_TRITON_METRICS:-8002}
+mkdir -p "$DEMO/run" "$DEMO/logs" "$DATA"/{inbox,triton,mlflow/artifacts,scoring/incoming}
+
+export AIRFLOW_HOME=$DEMO/airflow PYTHONPATH=$REPO
+export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=10
+export AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$AIRFLOW_PORT
+export AIRFLOW_CONN_FS_DEFAULT='{"conn_type": "fs", "extra": {"path": "/"}}'
+export SOCIAL_TONE_DATA_ROOT=$DATA SOCIAL_TONE_POKE_INTERVAL=5
+export SOCIAL_TONE_TRITON_GRPC=127.0.0.1:$TRITON_GRPC
+export SOCIAL_TONE_TRITON_EXECUTION_ENV=$("$PY" -c 'import sys; print(sys.prefix)')
+export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
+export SOCIAL_TONE_SCORING_START=$(date -u -d '2 days ago' +%F)
+
+alive() { [ -f "$DEMO/run/$1.pid" ] && kill -0 "$(cat "$DEMO/run/$1.pid")" 2>/dev/null; }
+start() {  # name, command...: its own session (process group) so `make down` stops all of it
+  local name=$1; shift
+  if alive "$name"; then echo "  $name already running (pid $(cat "$DEMO/run/$name.pid"))"; return; fi
+  setsid "$@" > "$DEMO/logs/$name.log" 2>&1 < /dev/null &
+  echo $! > "$DEMO/run/$name.pid"
+  echo "  $name started (pid $!, log $DEMO/logs/$name.log)"
+}
+wait_for() {  # what, seconds, test command...
+  local what=$1 secs=$2; shift 2
+  for _ in $(seq "$secs"); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 1; done
+  echo "$what did not come up in ${secs}s; see $DEMO/logs/" >&2; return 1
+}
+
+echo "== starting the embedded stack (all on 127.0.0.1)"
+start mlflow "$PY" -m mlflow server --backend-store-uri "sqlite:///$DATA/mlflow/mlflow.db" \
+  --artifacts-destination "$DATA/mlflow/artifacts" --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1
+start triton "$PY" -m tasks serve --repo "$DATA/triton" --workdir "$DEMO/triton" --load social_tone \
+  --http-port "$TRITON_HTTP" --grpc-port "$TRITON_GRPC" --metrics-port "$TRITON_METRICS"
+start airflow "$AF_PY" -m airflow standalone
+wait_for "MLflow" 120 curl -sf "http://127.0.0.1:$MLFLOW_PORT/health"
+wait_for "Triton" 120 curl -sf "http://127.0.0.1:$TRITON_HTTP/v2/health/ready"
+wait_for "Airflow" 240 curl -sf "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health"
+
+PASSFILE=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
+wait_for "the Airflow admin password" 60 test -s "$PASSFILE"
+PASSWORD=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" "$PASSFILE")
+TOKEN=$(curl -sf -X POST "http://127.0.0.1:$AIRFLOW_PORT/auth/token" -H 'Content-Type: application/json' \
+  -d "{\"username\": \"admin\", \"password\": \"$PASSWORD\"}" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+api() { curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AIRFLOW_PORT/api/v2/$1"; }
+wait_for "the DAGs to be parsed" 180 bash -c "$(declare -f api); TOKEN=$TOKEN AIRFLOW_PORT=$AIRFLOW_PORT; api dags/warcov_retrain"
+
+N=$(ls "$DATA/archive" 2>/dev/null | grep -c '^demo-' || true)
+DROP=demo-$(printf %03d $((N + 1)))
+echo "== dropping $DROP ($ROWS synthetic WarCov-like posts) into $DATA/inbox"
+before=$(api "dags/warcov_retrain/dagRuns?state=success&limit=1000" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["total_entries"])')
+"$PY" -m tasks synth --out "$DATA/inbox/$DROP" --rows "$ROWS" --seed $((41 + N)) --id-start $((N * ROWS)) \
+  --world-seed 42 > /dev/null
+for d in 0 1; do  # two scoring days for the daily DAG (it backfills from SOCIAL_TONE_SCORING_START)
+  day=$(date -u -d "$((2 - d)) days ago" +%F)
+  [ -e "$DATA/scoring/incoming/$day" ] || "$PY" -m tasks synth --kind scoring --out "$DATA/scoring/incoming" \
+    --rows 5000 --days 1 --start "$day" > /dev/null
+done
+
+echo "== waiting for warcov_retrain to take it through training, the gate and Triton (a few minutes)"
+for _ in $(seq 900); do
+  n=$(api "dags/warcov_retrain/dagRuns?state=success&limit=1000" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["total_entries"])')
+  failed=$(api "dags/warcov_retrain/dagRuns?state=failed&limit=1" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["total_entries"])')
+  if [ "$n" -gt "$before" ] && [ -e "$DATA/archive/$DROP" ]; then break; fi
+  if [ "$failed" -gt "${FAILED_BEFORE:=$failed}" ]; then echo "a run failed: see the Airflow UI" >&2; exit 1; fi
+  sleep 2
+done
+[ -e "$DATA/archive/$DROP" ] || { echo "timed out waiting for the run" >&2; exit 1; }
+
+echo "== a sample prediction from Triton"
+"$PY" - "$DATA" "$DROP" "127.0.0.1:$TRITON_GRPC" <<'PYEOF'
+import json, sys
+import numpy as np
+from tasks.contract import open_drop
+from tasks.triton.client import TritonClient
+data, drop, url = sys.argv[1:]
+d = open_drop(f"{data}/archive/{drop}")
+c = TritonClient(url)
+names = c.label_names(d.manifest.n_labels, d.manifest.img_dim, d.manifest.txt_dim)
+p = c.infer(np.asarray(d.img[:1]), np.asarray(d.txt[:1]))
+top = np.argsort(-p.probs[0])[:5]
+print(f"post {d.ids[0]} (model version {p.version}):")
+for k in top:
+    print(f"  {names[k]:10s} p={p.probs[0][k]:.3f}{'  <- labeled' if p.labels[0][k] else ''}")
+print("champion:", json.load(open(f"{data}/state/champion.json"))["run"])
+PYEOF
+cat <<EOM
+
+== social-tone demo is up (everything on 127.0.0.1)
+  Airflow UI   http://127.0.0.1:$AIRFLOW_PORT   login: admin / $PASSWORD
+  MLflow UI    http://127.0.0.1:$MLFLOW_PORT
+  Triton       HTTP 127.0.0.1:$TRITON_HTTP, gRPC 127.0.0.1:$TRITON_GRPC (model social_tone)
+  Data root    $DATA   (drop more into inbox/; reports in runs/*/eval, monitoring/)
+  Logs         $DEMO/logs/
+  Stop         make down
+EOM
