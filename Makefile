@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 AF_PY := $(AF_VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv airflow-venv engine images demo down test test-tasks test-airflow bench-train bench-serving clean-venv
+.PHONY: venv airflow-venv engine images demo down test test-tasks test-airflow bench-train bench-serving bench-d2s clean-venv
 
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
@@ -61,6 +61,9 @@ bench-train: venv
 
 bench-serving: venv
 	$(PY) bench/serving.py --reloads 100 --clients 4
+
+bench-d2s: venv airflow-venv images
+	SOCIAL_TONE_TASKS_PYTHON=$(PY) $(AF_PY) bench/drop_to_serving.py --rows 70252
 
 clean-venv:
 	rm -rf $(VENV) $(AF_VENV) .venv

@@ -39,7 +39,8 @@ PREDICTIONS = f"{S.predictions}/{DAY}.parquet"
 )
 def warcov_daily_scoring():
     wait = FileSensor(task_id="wait_for_day", filepath=f"{DROP}/_SUCCESS", fs_conn_id=S.fs_conn_id, deferrable=S.deferrable,
-                      poke_interval=max(S.poke_interval, 1), soft_fail=True, retries=0,
+                      poke_interval=max(S.poke_interval, 1), soft_fail=True, retries=3,
+                      retry_delay=pendulum.duration(seconds=15),
                       timeout=int(os.environ.get("SOCIAL_TONE_SCORING_WAIT", str(6 * 3600))))
     validate = docker_task.task(S, "validate", ["validate", DROP, "--kind", "unlabeled",
                                                 "--report", f"{S.monitoring}/validation/{DAY}.json"], retries=0)

@@ -44,7 +44,8 @@ def x(expr: str) -> str:
 )
 def warcov_retrain():
     wait = FileSensor(task_id="wait_for_drop", filepath=str(S.inbox / "*" / drops.MARKER), fs_conn_id=S.fs_conn_id,
-                      deferrable=S.deferrable, poke_interval=max(S.poke_interval, 1), timeout=24 * 3600)
+                      deferrable=S.deferrable, poke_interval=max(S.poke_interval, 1), timeout=24 * 3600,
+                      retries=3, retry_delay=pendulum.duration(seconds=15))  # e.g. the API server still starting
 
     @task
     def claim() -> dict:
