@@ -46,7 +46,7 @@ def main() -> int:
     prefix = subprocess.run([tasks_py, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True,
                             check=True).stdout.strip()
     os.environ.update({
-        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW_CONN_FS_DEFAULT": '{"conn_type": "fs", "extra": {"path": "/"}}',
         "SOCIAL_TONE_DATA_ROOT": str(data), "SOCIAL_TONE_POKE_INTERVAL": "1", "SOCIAL_TONE_TRITON_GRPC": grpc,

@@ -205,7 +205,9 @@ def cmd_serve(args) -> dict:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         if args.load:
             from tasks.triton.client import TritonClient
-            from tasks.triton.repo import versions
+            from tasks.triton.repo import retire_unverified, versions
+            for v in retire_unverified(args.repo, args.load):
+                log.warning("version %d of %s never passed a canary: moved to .rejected/", v, args.load)
             if versions(Path(args.repo) / args.load):
                 TritonClient(server.grpc_url, args.load).load()
         log.info("tritonserver ready: gRPC %s, HTTP %s (log %s)", server.grpc_url, server.http_url, server.log_path)
@@ -397,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--http-port", type=int, default=8000)
     s.add_argument("--grpc-port", type=int, default=8001)
     s.add_argument("--metrics-port", type=int, default=8002)
-    s.add_argument("--load", default=None, help="load this model at start if it has versions")
+    s.add_argument("--load", default=None, help="load this model at start: its last version that passed a "
+                                                "canary (newer, unverified versions are moved aside)")
     s.add_argument("--bind", default="127.0.0.1", help="listen address (0.0.0.0 only inside a container network)")
     s.set_defaults(func=cmd_serve)
     return p

@@ -217,3 +217,40 @@ def test_interrupted_publish_is_repaired_by_the_next_run(runs, server):
     assert r["version"] == 3 and r["canary"]["ok"]
     with TritonClient(server.grpc_url) as c:
         assert c.ready_versions() == [3] and c.infer(*rows(root, 4)).version == "3"
+
+
+def test_triton_down_during_reload_then_back_serves_the_old_model(runs, tmp_path):
+    """Triton dies; a run publishes v2 and its reload fails after retries (exit 6, nothing
+    rejected). When Triton comes back (`tasks serve --load`), the last good version (v1)
+    serves again, and the unverified v2 is moved aside."""
+    import signal as sig
+    root, repo = runs, tmp_path / "repo"
+    ports = [str(free_port()) for _ in range(3)]
+    cmd = [sys.executable, "-m", "tasks", "serve", "--repo", str(repo), "--workdir", str(tmp_path / "w"),
+           "--load", MODEL, "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2]]
+    url = f"127.0.0.1:{ports[0]}"
+
+    def start():
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        json.loads(p.stdout.readline())
+        return p
+
+    trepo.publish(root / "run1" / "model.onnx", root / "run1", repo, execution_env=sys.prefix)
+    server = start()
+    reload(repo, MODEL, url, root / "run1" / "model.onnx", root / "run1" / "thresholds.json")
+    server.send_signal(sig.SIGTERM)
+    server.wait(timeout=60)
+    trepo.publish(root / "run2" / "model.onnx", root / "run2", repo, execution_env=sys.prefix)
+    p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--run", str(root / "run2"), "--repo", str(repo),
+                        "--url", url, "--retries", "2"], capture_output=True, text=True)
+    assert p.returncode == 6 and "unreachable after 3 attempts" in p.stdout
+    assert trepo.versions(repo / MODEL) == [1, 2]
+    server = start()
+    try:
+        with TritonClient(url) as c:
+            assert c.ready_versions() == [1] and c.infer(*rows(root, 4)).version == "1"
+        assert trepo.versions(repo / MODEL) == [1]
+        assert "never passed a canary" in (trepo.rejected_dir(repo, MODEL) / "2" / "REJECTED.txt").read_text()
+    finally:
+        server.send_signal(sig.SIGTERM)
+        server.wait(timeout=60)

@@ -77,6 +77,7 @@ def _restore_previous(client: TritonClient, repo: Path, model: str, version: int
         log.error("no earlier version to roll back to; %s unloaded", model)
         return None
     prev = remaining[-1]
+    trepo.mark_good(repo, model, prev)
     if not client.is_ready(prev):
         client.load()
     if not wait_ready(client, prev, timeout):
@@ -129,6 +130,7 @@ def reload(repo: Path, model: str, url: str, reference_onnx: Path, thresholds_js
     if not report["ok"]:
         raise fail(f"canary mismatch vs ONNX Runtime (max |diff| {report['max_abs_diff']:.2e}, "
                    f"{report['label_mismatch_rows']} rows with different labels)")
+    trepo.mark_good(repo, model, new)
     return {"model": model, "version": new, "previous": before, "load_seconds": round(load_s, 2),
             "canary": report}
 

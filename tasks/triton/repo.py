@@ -29,6 +29,31 @@ def rejected_dir(repo: Path, model: str) -> Path:
     return Path(repo) / REJECTED / model
 
 
+LAST_GOOD = "last_good.json"  # <repo>/<model>/last_good.json: the newest version that passed its canary
+
+
+def mark_good(repo: Path, model: str, version: int) -> None:
+    atomic_write_text(Path(repo) / model / LAST_GOOD, json.dumps({"version": version}) + "\n")
+
+
+def last_good(repo: Path, model: str) -> int | None:
+    p = Path(repo) / model / LAST_GOOD
+    return int(json.loads(p.read_text())["version"]) if p.exists() else None
+
+
+def retire_unverified(repo: Path, model: str) -> list[int]:
+    """Before a (re)start loads the model: versions newer than the last one that passed a
+    canary never got through a reload (e.g. Triton was down); move them aside so the
+    last good version serves again. Returns the versions retired."""
+    good = last_good(repo, model)
+    if good is None:
+        return []
+    newer = [v for v in versions(Path(repo) / model) if v > good]
+    for v in newer:
+        reject(repo, model, v, f"never passed a canary (the last good version is {good}); retired at start")
+    return newer
+
+
 def next_version(repo: Path, model: str) -> int:
     """Version numbers are never reused, not even those of rejected versions."""
     used = versions(Path(repo) / model) + versions(rejected_dir(repo, model))
