@@ -1,8 +1,8 @@
 """Daily scoring: rows/s through Triton vs in-process ONNX Runtime, and peak RSS of
 `tasks score` and `tasks monitor` for days of 100k and 1M posts. One run, same model.
 
-Each command runs as its own process; its peak RSS is the kernel's ru_maxrss for that child
-(os.wait4), so the figure covers everything the command touched.
+Each command runs as its own process; its peak RSS is the high-water mark of its address
+space (VmHWM), so the figure covers everything the command touched, memory maps included.
 
     python bench/scoring_memory.py [--sizes 100000 1000000] [--json out.json]
 """
@@ -30,16 +30,35 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_measured(cmd: list[str]) -> dict:
+    """Run a command; its peak RSS is the kernel's high-water mark of its own address space
+    (VmHWM in /proc/<pid>/status), sampled until it exits. (ru_maxrss would also count the
+    pages of this big parent that the forked child shared before exec.)"""
+    import threading
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                          env={**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": "none"})
+    hwm = [0]
+
+    def sample():
+        while p.poll() is None:
+            try:
+                for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        hwm[0] = max(hwm[0], int(line.split()[1]))
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=sample)
+    watcher.start()
     out = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
+    p.wait()
+    watcher.join()
     secs = time.monotonic() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
+    if p.returncode != 0:
         raise RuntimeError(f"{cmd} failed")
-    result = json.loads(out.strip().splitlines()[-1])
-    return {"seconds": round(secs, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024), "result": result}
+    return {"seconds": round(secs, 1), "peak_rss_mb": round(hwm[0] / 1024),
+            "result": json.loads(out.strip().splitlines()[-1])}
 
 
 def main() -> int:

@@ -46,6 +46,7 @@ What else is covered, and where:
 | fault | what happens | test |
 |---|---|---|
 | Triton down during reload | client retries with backoff (1, 2, 4... s), then exit 6 and a clear message; nothing is rejected | tests/test_triton_serving.py::test_unreachable_triton_is_retried_then_fails_clearly |
+| ... and Triton comes back | `tasks serve --load` retires versions newer than the last one that passed a canary; the old model serves again | tests/test_triton_serving.py::test_triton_down_during_reload_then_back_serves_the_old_model |
 | a version that fails to load | moved to `triton/.rejected/`, the previous version keeps serving | tests/test_triton_serving.py::test_broken_v3_is_rejected_and_v2_keeps_serving |
 | a version that loads but answers wrong | canary vs ONNX Runtime fails, rollback to the previous version | tests/test_triton_serving.py::test_canary_mismatch_rolls_back_to_the_previous_version |
 | hot reload under load | 0 failed requests | tests/test_triton_serving.py::test_hot_reload_v2_under_load_has_zero_failures |

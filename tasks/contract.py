@@ -139,6 +139,19 @@ def load_array(path: Path, mmap: bool = True) -> np.ndarray:
         raise ContractError(f"{path}: not a readable .npy file, perhaps truncated ({e})") from None
 
 
+def read_rows(path: Path, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) copied out of a memory map that is closed again right away, so the
+    pages read for one chunk do not stay in the resident set: flat memory for any drop size."""
+    arr = load_array(path)
+    try:
+        return np.array(arr[start:stop])
+    finally:
+        mm = getattr(arr, "_mmap", None)
+        del arr
+        if mm is not None:
+            mm.close()
+
+
 @dataclasses.dataclass
 class Drop:
     """A drop's arrays (memory-mapped: slicing reads only what it needs)."""

@@ -36,25 +36,28 @@ from pathlib import Path
 import numpy as np
 
 from tasks import tracking
-from tasks.contract import open_drop
+from tasks.contract import IMG, TXT, open_drop, read_rows
 from tasks.fsutil import atomic_dir, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 REPORT, STATS, CHART, PAGE = "report.json", "input_stats.npz", "volumes.png", "report.html"
 CHUNK = 65536
+STATS_CHUNK = 8192
 
 
 def prediction_stats(predictions: Path) -> dict:
     """Per-topic counts (labels above threshold) and mean probabilities, batch by batch."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    f = pq.ParquetFile(predictions)
+    import pyarrow as pa
+    pa.jemalloc_set_decay_ms(0) if pa.default_memory_pool().backend_name == "jemalloc" else None  # give freed batches back
+    f = pq.ParquetFile(predictions, pre_buffer=False)
     names = [c[2:] for c in f.schema_arrow.names if c.startswith("p_")]
     index = {n: i for i, n in enumerate(names)}
     counts = np.zeros(len(names), np.int64)
     prob_sum = np.zeros(len(names), np.float64)
     rows, versions = 0, set()
-    for batch in f.iter_batches(batch_size=CHUNK, columns=["topics", "model_version"] + [f"p_{n}" for n in names]):
+    for batch in f.iter_batches(batch_size=STATS_CHUNK, columns=["topics", "model_version"] + [f"p_{n}" for n in names]):
         rows += batch.num_rows
         versions.update(pc.unique(batch.column("model_version")).to_pylist())
         vc = pc.value_counts(pc.list_flatten(batch.column("topics")))
@@ -70,11 +73,11 @@ def input_stats(drop: Path) -> dict[str, np.ndarray]:
     """Mean and variance per dimension of each modality (float64 accumulation, chunked)."""
     d = open_drop(drop)
     out = {}
-    for name, arr in (("img", d.img), ("txt", d.txt)):
+    for name, arr, fname in (("img", d.img, IMG), ("txt", d.txt, TXT)):
         s = np.zeros(arr.shape[1]); ss = np.zeros(arr.shape[1])
-        for start in range(0, len(arr), CHUNK):
-            x = np.asarray(arr[start:start + CHUNK], dtype=np.float64)
-            s += x.sum(0); ss += (x * x).sum(0)
+        for start in range(0, len(arr), STATS_CHUNK):  # 8192 x 768 float64 = 50 MB at a time
+            x = read_rows(d.path / fname, start, start + STATS_CHUNK).astype(np.float64)
+            s += x.sum(0); ss += np.einsum("ij,ij->j", x, x)
         n = max(len(arr), 1)
         out[f"{name}_mean"] = s / n
         out[f"{name}_var"] = np.maximum(ss / n - (s / n) ** 2, 0.0)

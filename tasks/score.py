@@ -3,7 +3,7 @@
 Output rows: post_id, timestamp (when the drop has them), model_version, p_<topic> for every
 topic, and `topics`: the names above their tuned threshold. Format from the suffix: .parquet,
 .csv (topics joined by ';'), .json/.jsonl (one JSON object a line). Memory stays flat in the
-drop's size: the arrays are memory-mapped, at most `inflight` chunks are in flight, and each
+drop's size: each chunk is read from a map that is closed again, at most `inflight` chunks are in flight, and each
 chunk is appended to the output as soon as it is back. The output appears by rename only
 when complete.
 """
@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from tasks.contract import Drop, open_drop
+from tasks.contract import IDS, IMG, TIMESTAMPS, TXT, Drop, open_drop, read_rows
 
 log = logging.getLogger(__name__)
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "jsonl", ".jsonl": "jsonl"}
@@ -69,9 +69,9 @@ def chunks(drop: Drop, rows: int) -> Iterator[tuple[int, int]]:
 
 def _table(drop: Drop, start: int, stop: int, names: list[str], probs: np.ndarray, labels: np.ndarray,
            version: str) -> pa.Table:
-    cols = {"post_id": pa.array(np.asarray(drop.ids[start:stop]).astype(str))}
+    cols = {"post_id": pa.array(read_rows(drop.path / IDS, start, stop).astype(str))}
     if drop.timestamps is not None:
-        cols["timestamp"] = pa.array(np.asarray(drop.timestamps[start:stop]), pa.timestamp("s", tz="UTC"))
+        cols["timestamp"] = pa.array(read_rows(drop.path / TIMESTAMPS, start, stop), pa.timestamp("s", tz="UTC"))
     cols["model_version"] = pa.array([version] * (stop - start), pa.string())
     for k, name in enumerate(names):
         cols[f"p_{name}"] = pa.array(probs[:, k])
@@ -90,15 +90,17 @@ class _Writer:
         os.close(fd)
         self.tmp = Path(tmp)
         self._pq = None
+        self._buffer: list[pa.Table] = []
         self._fh = None if fmt == "parquet" else open(self.tmp, "w", encoding="utf-8", newline="")
         self._header = True
 
+    ROW_GROUP = 65536  # rows per Parquet row group: chunks are buffered up to this (~15 MB)
+
     def write(self, t: pa.Table) -> None:
         if self.fmt == "parquet":
-            import pyarrow.parquet as pq
-            if self._pq is None:
-                self._pq = pq.ParquetWriter(self.tmp, t.schema, compression="zstd")
-            self._pq.write_table(t)
+            self._buffer.append(t)
+            if sum(b.num_rows for b in self._buffer) >= self.ROW_GROUP:
+                self._flush()
             return
         df = t.to_pandas()
         if "timestamp" in df:
@@ -111,7 +113,18 @@ class _Writer:
             df.to_json(self._fh, orient="records", lines=True, double_precision=6)
         self._header = False
 
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        import pyarrow.parquet as pq
+        t = pa.concat_tables(self._buffer)
+        self._buffer = []
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(self.tmp, t.schema, compression="zstd")
+        self._pq.write_table(t, row_group_size=max(t.num_rows, 1))
+
     def commit(self) -> None:
+        self._flush()
         if self._pq is not None:
             self._pq.close()
         if self._fh is not None:
@@ -148,8 +161,8 @@ def score(drop_path: Path, out: Path, scorer: ScoreFn, names: list[str], batch: 
                 if span is None:
                     return False
                 s, e = span
-                img = np.ascontiguousarray(drop.img[s:e], dtype=np.float32)
-                txt = np.ascontiguousarray(drop.txt[s:e], dtype=np.float32)
+                img = read_rows(drop.path / IMG, s, e)
+                txt = read_rows(drop.path / TXT, s, e)
                 pending.append((s, e, pool.submit(scorer, img, txt)))
                 return True
 
