@@ -49,7 +49,7 @@ def warcov_retrain():
 
     @task
     def claim() -> dict:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
         claimed = drops.claim(S)
         if claimed is None:
             raise AirflowSkipException("no complete drop left in the inbox")

@@ -19,7 +19,7 @@ export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=10
 export AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$AIRFLOW_PORT
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$AIRFLOW_PORT/execution/
-# one triggerer/scheduler log-server port pair per demo dir, so two demos can coexist
+# (log servers are off, see scripts/airflow-shim; ports set anyway so two demos never collide)
 export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 713)) AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=$((AIRFLOW_PORT + 714))
 export AIRFLOW_CONN_FS_DEFAULT='{"conn_type": "fs", "extra": {"path": "/"}}'
 export SOCIAL_TONE_DATA_ROOT=$DATA SOCIAL_TONE_POKE_INTERVAL=5
@@ -47,8 +47,10 @@ start mlflow "$PY" -m mlflow server --backend-store-uri "sqlite:///$DATA/mlflow/
   --artifacts-destination "$DATA/mlflow/artifacts" --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1
 start triton "$PY" -m tasks serve --repo "$DATA/triton" --workdir "$DEMO/triton" --load social_tone \
   --http-port "$TRITON_HTTP" --grpc-port "$TRITON_GRPC" --metrics-port "$TRITON_METRICS"
-# standalone starts its components as `airflow ...` commands: its venv must come first on PATH
-PATH=$(dirname "$AF_PY"):$PATH start airflow "$AF_PY" -m airflow standalone
+# standalone starts its components as `airflow ...` commands from PATH: the shim (no log
+# servers on 0.0.0.0) and then the Airflow venv come first
+export SOCIAL_TONE_AIRFLOW_BIN=$(dirname "$AF_PY")
+PATH=$REPO/scripts/airflow-shim:$SOCIAL_TONE_AIRFLOW_BIN:$PATH start airflow "$AF_PY" -m airflow standalone
 wait_for "MLflow" 120 curl -sf "http://127.0.0.1:$MLFLOW_PORT/health"
 wait_for "Triton" 120 curl -sf "http://127.0.0.1:$TRITON_HTTP/v2/health/ready"
 wait_for "Airflow" 240 curl -sf "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health"

@@ -2,6 +2,7 @@
 (headless Debian Chromium) shows both DAGs and the finished run after a login, and
 `make down` leaves no process behind. The screenshot is kept in test-artifacts/."""
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -39,6 +40,23 @@ def test_demo_serves_and_prints_where_to_look(demo):
     assert "MLflow UI    http://127.0.0.1:15000" in out and "gRPC 127.0.0.1:18001" in out
     assert "(model version 1):" in out and " p=0." in out  # a prediction with topic names and probabilities
     assert (demo_dir / "data" / "archive" / "demo-001").exists()
+
+
+def test_every_socket_the_demo_listens_on_is_loopback(demo):
+    _, demo_dir = demo
+    pids = set()
+    for name in ("airflow", "triton", "mlflow"):
+        sid = (demo_dir / "run" / f"{name}.pid").read_text().strip()
+        pids |= set(subprocess.run(["pgrep", "-s", sid], capture_output=True, text=True).stdout.split())
+    pids |= set(subprocess.run(["pgrep", "-f", f"model-repository={demo_dir}"], capture_output=True,
+                               text=True).stdout.split())
+    listening = []
+    for line in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines():
+        owners = set(re.findall(r"pid=(\d+)", line))
+        if owners & pids:
+            listening.append(line.split()[3])
+    assert len(listening) >= 6, listening  # Airflow api-server, MLflow, Triton http/grpc/metrics, ...
+    assert all(a.startswith(("127.0.0.1:", "[::1]:")) for a in listening), listening
 
 
 def test_airflow_ui_login_shows_both_dags_and_the_finished_run(demo):
