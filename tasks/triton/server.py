@@ -82,6 +82,7 @@ class TritonServer:
                f"--metrics-address={self.address}",
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                f"--metrics-port={self.metrics_port}", "--log-verbose=0", "--exit-timeout-secs=10"]
+        cmd += os.environ.get("SOCIAL_TONE_TRITON_EXTRA_ARGS", "").split()  # e.g. --backend-config=...
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True, preexec_fn=_die_with_parent)
