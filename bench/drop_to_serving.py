@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,12 +23,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(REPO))
+from tasks.triton.server import free_port  # noqa: E402  (stdlib-only at import)
 
 
 def main() -> int:
@@ -51,7 +46,6 @@ def main() -> int:
         "AIRFLOW_CONN_FS_DEFAULT": '{"conn_type": "fs", "extra": {"path": "/"}}',
         "SOCIAL_TONE_DATA_ROOT": str(data), "SOCIAL_TONE_POKE_INTERVAL": "1", "SOCIAL_TONE_TRITON_GRPC": grpc,
         "SOCIAL_TONE_TRITON_EXECUTION_ENV": prefix, "MLFLOW_TRACKING_URI": f"sqlite:///{data}/mlflow/mlflow.db"})
-    sys.path.insert(0, str(REPO))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     triton = subprocess.Popen([tasks_py, "-m", "tasks", "serve", "--repo", data / "triton", "--workdir",

@@ -137,10 +137,7 @@ def cmd_convert_tensorrt(args) -> dict:
         from tasks.errors import Skipped
         raise Skipped("skipped on request (--skip)")
     onnx_path = args.onnx or Path(args.run) / "model.onnx"
-    if (reason := ct.why_skip()) is not None:  # before touching data: a CPU host has nothing to do
-        from tasks.fsutil import atomic_write_json
-        atomic_write_json(Path(out).parent / ct.REPORT, {"skipped": True, "reason": reason})
-        raise ct.Skipped(reason)
+    ct.require_gpu(out)  # before reading any data: a CPU host has nothing to do
     cfg = json.loads((Path(args.run) / "model_config.json").read_text())
     rows = canary_rows(cfg["img_dim"], cfg["txt_dim"], args.parity_rows, args.data)
     return ct.convert(onnx_path, out, Path(args.run) / "thresholds.json", rows, args.max_batch, args.opt_batch,
@@ -182,7 +179,8 @@ def cmd_score(args) -> dict:
     else:
         scorer = score.TritonScorer(args.url, args.model, m.n_labels, m.img_dim, m.txt_dim)
     r = score.score(args.drop, args.out, scorer, scorer.names, args.batch, args.inflight)
-    r.pop("topic_counts") if not args.verbose else None
+    if not args.verbose:
+        r.pop("topic_counts")
     return r
 
 

@@ -53,13 +53,18 @@ def why_skip() -> str | None:
     return None
 
 
+def require_gpu(out: Path) -> None:
+    """Raise Skipped (and leave a report beside `out` saying why) unless TensorRT can run here."""
+    if (reason := why_skip()) is not None:
+        atomic_write_json(Path(out).parent / REPORT, {"skipped": True, "reason": reason})
+        raise Skipped(reason)
+
+
 def convert(onnx_path: Path, out: Path, thresholds_json: Path, rows: tuple[np.ndarray, np.ndarray],
             max_batch: int = 4096, opt_batch: int = 256, fp16: bool = False, atol: float | None = None) -> dict:
     out = Path(out)
     report_path = out.parent / REPORT
-    if (reason := why_skip()) is not None:
-        atomic_write_json(report_path, {"skipped": True, "reason": reason})
-        raise Skipped(reason)
+    require_gpu(out)
     import onnxruntime as ort
     import tensorrt as trt
     from polygraphy.backend.trt import (CreateConfig, Profile, TrtRunner, engine_from_network,

@@ -50,7 +50,8 @@ def prediction_stats(predictions: Path) -> dict:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import pyarrow as pa
-    pa.jemalloc_set_decay_ms(0) if pa.default_memory_pool().backend_name == "jemalloc" else None  # give freed batches back
+    if pa.default_memory_pool().backend_name == "jemalloc":
+        pa.jemalloc_set_decay_ms(0)  # hand freed batches back at once: flat RSS over many batches
     f = pq.ParquetFile(predictions, pre_buffer=False)
     names = [c[2:] for c in f.schema_arrow.names if c.startswith("p_")]
     index = {n: i for i, n in enumerate(names)}

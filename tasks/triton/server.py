@@ -23,7 +23,7 @@ def _pytriton_dir() -> Path:
     return Path(pytriton.__file__).parent / "tritonserver"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it when the process that started it dies, so a
     killed test run or `tasks serve` never leaves an orphaned tritonserver behind."""
     import ctypes
@@ -85,7 +85,7 @@ class TritonServer:
         cmd += os.environ.get("SOCIAL_TONE_TRITON_EXTRA_ARGS", "").split()  # e.g. --backend-config=...
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         import tritonclient.grpc as grpcclient
         client = grpcclient.InferenceServerClient(self.grpc_url)
         deadline = time.monotonic() + timeout

@@ -8,7 +8,6 @@ MLflow store (SQLite in the data root), a real tritonserver. One scenario, in or
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,24 +15,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TASKS_PY
+from tasks.triton.server import die_with_parent, free_port  # stdlib-only at import
 
 pytestmark = pytest.mark.skipif(subprocess.run(["docker", "image", "inspect", os.environ.get(
     "SOCIAL_TONE_TASK_IMAGE", "social-tone/task:latest")], capture_output=True).returncode != 0,
     reason="task image not built (docker/build-images.sh)")
 
 ROWS = 3000
-
-
-def die_with_parent():
-    """The server goes when the test process goes, even on a hard kill (no orphans)."""
-    import ctypes
-    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tasks_cli(*args, check=True):
