@@ -222,6 +222,7 @@ class BadInput(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tasks.triton.repo import MAX_BATCH  # light: no ML imports
     p = argparse.ArgumentParser(prog="python -m tasks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -321,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=None, help="default: RUN/model.plan")
     s.add_argument("--data", type=Path, nargs="*", default=None, help="drops for parity rows (else Gaussian rows)")
     s.add_argument("--parity-rows", type=int, default=1000)
-    s.add_argument("--max-batch", type=int, default=4096, help="= Triton's max_batch_size")
+    s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="= Triton's max_batch_size")
     s.add_argument("--opt-batch", type=int, default=256)
     s.add_argument("--fp16", action="store_true")
     s.add_argument("--skip", type=_flag, nargs="?", const=True, default=False, help="skip (exit 5) on request")
@@ -336,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-file", type=Path, default=None, help="default: RUN/model.onnx (RUN/model.plan for TensorRT)")
     s.add_argument("--backend", choices=("python", "onnxruntime", "tensorrt_plan"), default="python")
     s.add_argument("--keep", type=int, default=3)
-    s.add_argument("--max-batch", type=int, default=4096)
+    s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="Triton's max_batch_size")
     s.add_argument("--record", type=Path, default=None, help="also write the result JSON here")
     s.add_argument("--instances", type=int, default=2, help="model instances (2 x 1 ORT thread was fastest "
                                                               "on 2 CPU cores: docs/benchmarks.md)")

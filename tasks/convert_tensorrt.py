@@ -21,6 +21,7 @@ import numpy as np
 from tasks.errors import CheckFailed, Skipped
 from tasks.fsutil import atomic_write_bytes, atomic_write_json
 from tasks.parity import compare_logits
+from tasks.triton.repo import MAX_BATCH
 
 log = logging.getLogger(__name__)
 REPORT = "tensorrt.json"
@@ -61,7 +62,7 @@ def require_gpu(out: Path) -> None:
 
 
 def convert(onnx_path: Path, out: Path, thresholds_json: Path, rows: tuple[np.ndarray, np.ndarray],
-            max_batch: int = 4096, opt_batch: int = 256, fp16: bool = False, atol: float | None = None) -> dict:
+            max_batch: int = MAX_BATCH, opt_batch: int = 256, fp16: bool = False, atol: float | None = None) -> dict:
     out = Path(out)
     report_path = out.parent / REPORT
     require_gpu(out)

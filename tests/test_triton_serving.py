@@ -72,6 +72,44 @@ def test_publish_v1_and_serve_it(runs, server):
         assert c.label_names(50, 512, 768)[:2] == ["topic_00", "topic_01"]
 
 
+def test_merged_and_oversized_requests_each_get_their_own_rows(runs, server):
+    """The dynamic batcher hands model.py several requests at once (one ORT call, split back);
+    arrays above max_batch_size are split by the client and joined again."""
+    root = runs
+    trepo.publish(root / "run1" / "model.onnx", root / "run1", server.model_repo, execution_env=sys.prefix,
+                  max_batch_size=100)
+    reload(server.model_repo, MODEL, server.grpc_url, root / "run1" / "model.onnx", root / "run1" / "thresholds.json")
+    img, txt = rows(root, 250)
+    want = ort_logits(root / "run1", img, txt)
+    thr = np.asarray(json.loads((root / "run1" / "thresholds.json").read_text())["thresholds"])
+    wrong = []
+
+    def client(seed):
+        rng = np.random.default_rng(seed)
+        with TritonClient(server.grpc_url) as c:
+            for _ in range(40):
+                n = int(rng.choice([1, 7, 64, 100]))
+                s = int(rng.integers(0, 250 - n + 1))
+                p = c.infer(img[s:s + n], txt[s:s + n])
+                if p.logits.shape != (n, 50) or np.abs(p.logits - want[s:s + n]).max() > 1e-5:
+                    wrong.append((seed, s, n))
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+    with TritonClient(server.grpc_url) as c:
+        stats = c.client.get_inference_statistics(MODEL, as_json=True)["model_stats"][0]
+        assert int(stats["execution_count"]) < int(stats["inference_count"]), "no request was ever merged"
+        assert c.max_batch() == 100
+        p = c.infer(img, txt)  # 250 rows: three requests
+        assert np.abs(p.logits - want).max() <= 1e-5
+        np.testing.assert_array_equal(p.labels, 1 / (1 + np.exp(-want)) >= thr)
+        with pytest.raises(Exception, match="batch"):  # what the split avoids
+            c._infer(img, txt, None, ("logits",))
+
+
 def test_hot_reload_v2_under_load_has_zero_failures(runs, server):
     root = runs
     publish_and_reload(root, "run1", server)
@@ -195,7 +233,7 @@ def test_config_and_pruning(runs, tmp_path):
     model_dir = tmp_path / "repo" / MODEL
     assert trepo.versions(model_dir) == [2, 3, 4]
     cfg = (model_dir / "config.pbtxt").read_text()
-    assert 'backend: "python"' in cfg and "max_batch_size: 4096" in cfg and "dims: [ 768 ]" in cfg
+    assert 'backend: "python"' in cfg and "max_batch_size: 1024" in cfg and "dims: [ 768 ]" in cfg
     assert (model_dir / "labels.txt").read_text().splitlines()[0] == "topic_00"
     assert 'backend: "tensorrt"' in trepo.render_config("m", "tensorrt_plan", 512, 768, 50)
     with pytest.raises(ValueError, match="keep"):

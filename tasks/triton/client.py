@@ -37,6 +37,7 @@ class TritonClient:
         self.url, self.model = url, model
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
         self.client = grpcclient.InferenceServerClient(url)
+        self._max_batch: int | None = None
 
     def _call(self, what: str, fn, *args, **kwargs):
         """Retry only when the server is unreachable; a server-side error is an answer."""
@@ -60,6 +61,7 @@ class TritonClient:
     def load(self, config: str | None = None) -> None:
         """Load (or reload) the model; Triton keeps the old version when the load fails."""
         self._call("load", self.client.load_model, self.model, config=config, client_timeout=self.timeout)
+        self._max_batch = None
 
     def unload(self) -> None:
         self._call("unload", self.client.unload_model, self.model)
@@ -82,8 +84,30 @@ class TritonClient:
             return False
 
     # -- inference ---------------------------------------------------------------------------
+    def max_batch(self) -> int:
+        """The model's max_batch_size (0: no batching); asked once per client and load."""
+        if self._max_batch is None:
+            self._max_batch = int(self.config().get("max_batch_size", 0))
+        return self._max_batch
+
     def infer(self, img: np.ndarray, txt: np.ndarray, version: int | None = None,
               outputs: tuple[str, ...] = OUTPUTS) -> Prediction:
+        """Rows beyond the model's max_batch_size go as several requests; the answer still
+        comes from one version (asked again if a hot reload landed in between)."""
+        step = self.max_batch() or len(img)
+        if len(img) <= step:
+            return self._infer(img, txt, version, outputs)
+        for _ in range(3):
+            parts = [self._infer(img[s:s + step], txt[s:s + step], version, outputs)
+                     for s in range(0, len(img), step)]
+            if len({p.version for p in parts}) == 1:
+                return Prediction(*(None if getattr(parts[0], n) is None
+                                    else np.concatenate([getattr(p, n) for p in parts])
+                                    for n in ("logits", "probs", "labels")), version=parts[0].version)
+        raise RuntimeError(f"{self.model}: versions changed under every attempt to score {len(img)} rows "
+                           f"in requests of {step}; reloads are too frequent")
+
+    def _infer(self, img, txt, version, outputs) -> Prediction:
         g = self._g
         inputs = [g.InferInput("img_emb", list(img.shape), "FP32"), g.InferInput("txt_emb", list(txt.shape), "FP32")]
         inputs[0].set_data_from_numpy(np.ascontiguousarray(img, dtype=np.float32))

@@ -22,16 +22,19 @@ class TritonPythonModel:
             self.thresholds = np.asarray(json.load(f)["thresholds"], dtype=np.float32)
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            img = pb_utils.get_input_tensor_by_name(request, "img_emb").as_numpy()
-            txt = pb_utils.get_input_tensor_by_name(request, "txt_emb").as_numpy()
-            logits = self.session.run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
+        # The dynamic batcher hands over several requests at once: one ORT call for all of them.
+        imgs = [pb_utils.get_input_tensor_by_name(r, "img_emb").as_numpy() for r in requests]
+        txts = [pb_utils.get_input_tensor_by_name(r, "txt_emb").as_numpy() for r in requests]
+        img, txt = (imgs[0], txts[0]) if len(requests) == 1 else (np.concatenate(imgs), np.concatenate(txts))
+        logits = self.session.run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
+        responses, start = [], 0
+        for request, rows in zip(requests, (len(a) for a in imgs)):
+            part, start = logits[start:start + rows], start + rows
             # compute and ship only what the client asked for (all three when it names none)
             wanted = set(request.requested_output_names()) or {"logits", "probs", "labels"}
-            out = [pb_utils.Tensor("logits", logits)] if "logits" in wanted else []
+            out = [pb_utils.Tensor("logits", part)] if "logits" in wanted else []
             if wanted & {"probs", "labels"}:
-                probs = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+                probs = (1.0 / (1.0 + np.exp(-part))).astype(np.float32)
                 if "probs" in wanted:
                     out.append(pb_utils.Tensor("probs", probs))
                 if "labels" in wanted:

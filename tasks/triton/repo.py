@@ -15,6 +15,10 @@ from tasks.fsutil import atomic_dir, atomic_write_text
 
 BACKENDS = ("python", "onnxruntime", "tensorrt_plan")
 PYTHON_MODEL = Path(__file__).with_name("python_model.py")
+# The largest request and the largest dynamic batch. Not higher on CPU: with a larger cap the
+# batcher stacks two 1024-row requests onto one instance while the other idles (-25% rows/s
+# at batch 1024, docs/benchmarks.md). Clients split bigger arrays (TritonClient.infer).
+MAX_BATCH = 1024
 
 
 REJECTED = ".rejected"  # <repo>/.rejected/<model>/<N>/: versions a reload refused (outside Triton's view)
@@ -72,7 +76,7 @@ def reject(repo: Path, model: str, version: int, reason: str) -> Path:
 
 
 def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels: int,
-                  max_batch_size: int = 4096, execution_env: str | None = None, instances: int = 1) -> str:
+                  max_batch_size: int = MAX_BATCH, execution_env: str | None = None, instances: int = 1) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
     outputs = [f'{{ name: "logits" data_type: TYPE_FP32 dims: [ {n_labels} ] }}']
@@ -96,7 +100,7 @@ def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels:
 
 
 def publish(model_file: Path, run_dir: Path, repo: Path, model: str = "social_tone", backend: str = "python",
-            keep: int = 3, max_batch_size: int = 4096, execution_env: str | None = None, instances: int = 2) -> int:
+            keep: int = 3, max_batch_size: int = MAX_BATCH, execution_env: str | None = None, instances: int = 2) -> int:
     """Copy a run's ONNX graph (or TensorRT plan) and thresholds into the next version dir.
 
     Returns the new version number. Nothing is loaded: that is reload's job. keep >= 2, so
