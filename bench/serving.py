@@ -1,8 +1,10 @@
 """Serving: Triton (gRPC, HTTP) vs in-process ONNX Runtime, and hot reloads under load. One run.
 
 1. Throughput at batch 1, 64 and 1024: in-process ORT (one session, one caller) against
-   Triton over gRPC and over HTTP, with --concurrency requests in flight (the CPU Triton is
-   the Python backend running the same ORT graph). Rounds alternate the order of the modes.
+   Triton over gRPC, HTTP and gRPC + system shared memory (copied in per request, and staged
+   once as perf_analyzer does), with --concurrency requests in flight (the CPU Triton is the
+   Python backend running the same ORT graph). Every mode's answer is checked against ORT
+   first. Rounds alternate the order of the modes; the median is reported.
 2. Reloads under load: --clients gRPC clients loop on batch-64 requests while --reloads new
    versions are published and hot-reloaded one after another (tasks.triton.reload, canary
    included). Counts failed requests and reports latency p50/p99 during the reloads against
@@ -36,6 +38,7 @@ from tasks.triton.reload import reload
 from tasks.triton.server import TritonServer
 
 MODEL = "social_tone"
+REGION_IDS = itertools.count()  # shared-memory region names are unique per server
 
 
 def make_run(root: Path) -> Path:
@@ -75,30 +78,38 @@ def triton_caller(url: str, protocol: str):
     return call
 
 
-def shm_caller(url: str):
-    """gRPC with inputs and outputs in system shared memory: no tensor bytes on the socket."""
+def shm_caller(url: str, staged: bool = False):
+    """gRPC with inputs and outputs in system shared memory: no tensor bytes on the socket.
+
+    staged=False: the client copies each batch into its region, as a scoring client must.
+    staged=True: the inputs are written once and every request reuses them, as perf_analyzer's
+    --shared-memory=system does (Triton's own throughput tool; not installable here).
+    """
     import tritonclient.grpc as g
     import tritonclient.utils.shared_memory as shm
-    local, regions, ids = threading.local(), [], itertools.count()
+    local, regions = threading.local(), []
 
     def call(img, txt):
         if not hasattr(local, "c"):
             local.c = g.InferenceServerClient(url)
-            name = f"bench_{os.getpid()}_{next(ids)}"
-            local.sizes = (img.nbytes, txt.nbytes, len(img) * 50 * 4)
-            local.h = shm.create_shared_memory_region(name, "/" + name, sum(local.sizes))
-            local.c.register_system_shared_memory(name, "/" + name, sum(local.sizes))
-            local.name = name
+            name = f"bench_{os.getpid()}_{next(REGION_IDS)}"
+            isz, tsz, osz = img.nbytes, txt.nbytes, len(img) * 50 * 4
+            local.h = shm.create_shared_memory_region(name, "/" + name, isz + tsz + osz)
+            local.c.register_system_shared_memory(name, "/" + name, isz + tsz + osz)
             regions.append((local.c, name, local.h))
-        isz, tsz, osz = local.sizes
-        shm.set_shared_memory_region(local.h, [img, txt])
-        ins = [g.InferInput("img_emb", list(img.shape), "FP32"), g.InferInput("txt_emb", list(txt.shape), "FP32")]
-        ins[0].set_shared_memory(local.name, isz, 0)
-        ins[1].set_shared_memory(local.name, tsz, isz)
-        out = g.InferRequestedOutput("logits")
-        out.set_shared_memory(local.name, osz, isz + tsz)
-        local.c.infer(MODEL, ins, outputs=[out])
-        return shm.get_contents_as_numpy(local.h, np.float32, [len(img), 50], offset=isz + tsz).copy()
+            local.ins = [g.InferInput("img_emb", list(img.shape), "FP32"),
+                         g.InferInput("txt_emb", list(txt.shape), "FP32")]
+            local.ins[0].set_shared_memory(name, isz, 0)
+            local.ins[1].set_shared_memory(name, tsz, isz)
+            local.out = g.InferRequestedOutput("logits")
+            local.out.set_shared_memory(name, osz, isz + tsz)
+            local.out_at = isz + tsz
+            shm.set_shared_memory_region(local.h, [img, txt])
+        elif not staged:
+            shm.set_shared_memory_region(local.h, [img, txt])
+        local.c.infer(MODEL, local.ins, outputs=[local.out])
+        logits = shm.get_contents_as_numpy(local.h, np.float32, [len(img), 50], offset=local.out_at)
+        return logits if staged else logits.copy()
 
     def release():
         for c, name, h in regions:
@@ -133,9 +144,13 @@ def throughput(run: Path, server: TritonServer, seconds: float, concurrency: int
              "triton http": (triton_caller(server.http_url, "http"), concurrency)}
     out = []
     for batch in (1, 64, 1024):
-        modes["triton grpc+shm"] = (shm_caller(server.grpc_url), concurrency)  # regions sized per batch
+        for m, staged in (("triton grpc+shm", False), ("triton grpc+shm staged", True)):
+            modes[m] = (shm_caller(server.grpc_url, staged), concurrency)  # regions sized per batch
         img = rng.standard_normal((batch, 512), dtype=np.float32)
         txt = rng.standard_normal((batch, 768), dtype=np.float32)
+        want = modes["onnxruntime in-process"][0](img, txt)
+        for m, (call, _) in modes.items():  # nothing is measured that does not answer right
+            np.testing.assert_allclose(call(img, txt), want, atol=1e-4, err_msg=m)
         got = {m: [] for m in modes}
         for r in range(rounds):
             order = list(modes) if r % 2 == 0 else list(reversed(modes))
@@ -148,7 +163,8 @@ def throughput(run: Path, server: TritonServer, seconds: float, concurrency: int
             out.append({"batch": batch, "mode": m, "rows_per_s": round(med), "vs_ort": round(med / base, 3),
                         "in_flight": modes[m][1]})
             print(f"batch {batch:5d}  {m:24s} {med:12.0f} rows/s  {med / base:5.2f}x ORT", flush=True)
-        modes["triton grpc+shm"][0].release()
+        for m in ("triton grpc+shm", "triton grpc+shm staged"):
+            modes[m][0].release()
     return out
 
 
@@ -208,7 +224,7 @@ def main() -> int:
     ap.add_argument("--reloads", type=int, default=100)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=4, help="Triton requests in flight")
     ap.add_argument("--instances", type=int, default=2, help="Triton model instances")
     ap.add_argument("--json", type=Path, default=None)

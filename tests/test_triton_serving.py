@@ -233,7 +233,8 @@ def test_config_and_pruning(runs, tmp_path):
     model_dir = tmp_path / "repo" / MODEL
     assert trepo.versions(model_dir) == [2, 3, 4]
     cfg = (model_dir / "config.pbtxt").read_text()
-    assert 'backend: "python"' in cfg and "max_batch_size: 1024" in cfg and "dims: [ 768 ]" in cfg
+    assert 'backend: "python"' in cfg and "max_batch_size: 1024" in cfg
+    assert "max_queue_delay_microseconds: 0" in cfg and "dims: [ 768 ]" in cfg
     assert (model_dir / "labels.txt").read_text().splitlines()[0] == "topic_00"
     assert 'backend: "tensorrt"' in trepo.render_config("m", "tensorrt_plan", 512, 768, 50)
     with pytest.raises(ValueError, match="keep"):
