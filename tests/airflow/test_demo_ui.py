@@ -80,6 +80,9 @@ def test_airflow_ui_login_shows_both_dags_and_the_finished_run(demo):
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=username]"))).send_keys("admin")
         driver.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(password)
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        # leave the login page only once it has redirected: an earlier get() races the login's
+        # own redirect, which then lands on the home page instead of /dags
+        wait.until(lambda d: "login" not in d.current_url.lower() and "Welcome" in d.page_source)
         driver.get(f"http://127.0.0.1:{PORT}/dags")
         wait.until(lambda d: "warcov_retrain" in d.page_source and "warcov_daily_scoring" in d.page_source)
         driver.save_screenshot(str(ARTIFACTS / "airflow-ui-dags.png"))
