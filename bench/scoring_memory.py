@@ -73,7 +73,7 @@ def main() -> int:
         synth.write_labeled(root / "d", "d", rows=20000, seed=3)
         train([root / "d"], root / "run", TrainConfig(max_epochs=3), tracking_uri="none")
         export_onnx(root / "run", [root / "d"], root / "run" / "model.onnx", tracking_uri="none")
-        trepo.publish(root / "run" / "model.onnx", root / "run", root / "repo", execution_env=sys.prefix)
+        trepo.publish(root / "run", root / "repo", execution_env=sys.prefix)
         with TritonServer(root / "repo", root / "triton") as server:
             reload(root / "repo", "social_tone", server.grpc_url, root / "run" / "model.onnx",
                    root / "run" / "thresholds.json")
@@ -82,7 +82,7 @@ def main() -> int:
                 drop = root / "in" / day.isoformat()
                 synth.write_scoring_day(drop, day, n, seed=5)
                 for mode, extra in (("onnxruntime in-process", ["--onnx-dir", str(root / "run")]),
-                                    ("triton grpc", ["--url", server.grpc_url])):
+                                    ("triton grpc", ["--url", server.grpc_url, "--repo", str(root / "repo")])):
                     out = root / "pred" / f"{day}-{mode.split()[0]}.parquet"
                     m = run_measured(py + ["score", str(drop), "--out", str(out), "--batch", "1024", *extra])
                     rows.append({"rows": n, "step": f"score ({mode})", "seconds": m["seconds"],

@@ -61,7 +61,7 @@ def triton_caller(url: str, protocol: str):
         def call(img, txt):
             if not hasattr(local, "c"):
                 local.c = TritonClient(url, MODEL)
-            return local.c.infer(img, txt, outputs=("logits",)).logits
+            return local.c.infer(img, txt).logits
         return call
     import tritonclient.http as httpclient
     local = threading.local()
@@ -173,7 +173,7 @@ def latency_loop(url, img, txt, stop, lat, failures):
         while not stop.is_set():
             t0 = time.perf_counter()
             try:
-                c.infer(img, txt, outputs=("logits",))
+                c.infer(img, txt)
                 lat.append(time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 - counting is the point
                 failures.append(repr(e))
@@ -207,7 +207,7 @@ def reloads_under_load(run: Path, server: TritonServer, n_reloads: int, clients:
     def do_reloads():
         secs = []
         for i in range(n_reloads):
-            trepo.publish(run / "model.onnx", run, server.model_repo, execution_env=sys.prefix, instances=instances)
+            trepo.publish(run, server.model_repo, execution_env=sys.prefix, instances=instances)
             r = reload(server.model_repo, MODEL, server.grpc_url, run / "model.onnx", run / "thresholds.json")
             secs.append(r["load_seconds"])
             if (i + 1) % 10 == 0:
@@ -233,7 +233,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         root = Path(tmp)
         run = make_run(root)
-        trepo.publish(run / "model.onnx", run, root / "repo", execution_env=sys.prefix, instances=args.instances)
+        trepo.publish(run, root / "repo", execution_env=sys.prefix, instances=args.instances)
         with TritonServer(root / "repo", root / "triton") as server:
             reload(root / "repo", MODEL, server.grpc_url, run / "model.onnx", run / "thresholds.json")
             result = {"machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",

@@ -45,7 +45,8 @@ def warcov_daily_scoring():
     validate = docker_task.task(S, "validate", ["validate", DROP, "--kind", "unlabeled",
                                                 "--report", f"{S.monitoring}/validation/{DAY}.json"], retries=0)
     score = docker_task.task(S, "score", ["score", DROP, "--out", PREDICTIONS, "--url", S.triton_grpc,
-                                          "--model", S.model_name, "--batch", "{{ params.batch }}"])
+                                          "--repo", str(S.triton_repo), "--model", S.model_name,
+                                          "--batch", "{{ params.batch }}"])
     monitor = docker_task.task(S, "monitor", [
         "monitor", "--predictions", PREDICTIONS, "--day", DAY, "--root", str(S.monitoring), "--drop", DROP,
         "--window", "{{ params.window }}", "--z", "{{ params.z }}", "--min-count", "{{ params.min_count }}"])

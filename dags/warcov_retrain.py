@@ -37,6 +37,7 @@ def x(expr: str) -> str:
         "hidden": Param(256, type="integer", minimum=1),
         "force_promote": Param(False, type="boolean", description="serve the candidate even if the gate says no"),
         "skip_tensorrt": Param(False, type="boolean"),
+        "tensorrt_fp16": Param(False, type="boolean", description="FP16 TensorRT plan (GPU hosts; looser canary)"),
         "gate_tolerance": Param(S.gate_tolerance, type="number", minimum=0),
         "gate_floor": Param(S.gate_floor, type="number", minimum=0),
     },
@@ -86,11 +87,12 @@ def warcov_retrain():
     export = docker_task.task(S, "export_onnx", ["export-onnx", "--run", x(C + "['run']"),
                                                  "--data", str(S.dataset / "drops")])
     tensorrt = docker_task.task(S, "convert_tensorrt", [
-        "convert-tensorrt", "--run", x(C + "['run']"), "--skip", x("params.skip_tensorrt")],
-        skip_on_exit_code=docker_task.EXIT_SKIPPED)
+        "convert-tensorrt", "--run", x(C + "['run']"), "--data", str(S.dataset / "drops"),
+        "--skip", x("params.skip_tensorrt"), "--fp16", x("params.tensorrt_fp16")],
+        gpu=True, skip_on_exit_code=docker_task.EXIT_SKIPPED)
     publish = docker_task.task(S, "publish", [
         "publish", "--run", x(C + "['run']"), "--repo", str(S.triton_repo), "--model", S.model_name,
-        "--backend", S.triton_backend, "--record", x(C + "['work']") + "/published.json"],
+        "--backend", S.triton_backend, "--gpu", str(S.gpu), "--record", x(C + "['work']") + "/published.json"],
         trigger_rule="none_failed_min_one_success")
     reload = docker_task.task(S, "reload", [
         "reload", "--run", x(C + "['run']"), "--repo", str(S.triton_repo), "--model", S.model_name,

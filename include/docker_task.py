@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from airflow.providers.docker.operators.docker import DockerOperator
-from docker.types import Mount
+from docker.types import DeviceRequest, Mount
 
 from include.settings import Settings
 
@@ -21,12 +21,18 @@ def container_env(s: Settings) -> dict[str, str]:
     return env
 
 
-def task(s: Settings, task_id: str, command: list[str], **kwargs) -> DockerOperator:
-    """A step of `python -m tasks` in the task image. The last stdout line (JSON) goes to XCom."""
+def task(s: Settings, task_id: str, command: list[str], *, gpu: bool = False, **kwargs) -> DockerOperator:
+    """A step of `python -m tasks` in the task image. The last stdout line (JSON) goes to XCom.
+
+    gpu=True: when the host has one (SOCIAL_TONE_GPU), the step runs in the TensorRT image with
+    every GPU; otherwise in the task image, where a GPU step skips itself (exit 5).
+    """
+    on_gpu = gpu and s.gpu
     return DockerOperator(
         task_id=task_id,
-        image=s.task_image,
-        command=["python", "-m", "tasks", *command],
+        image=s.tensorrt_image if on_gpu else s.task_image,
+        device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if on_gpu else None,
+        command=["python3", "-m", "tasks", *command],
         docker_url=s.docker_url,
         network_mode=s.network_mode,  # "host": Triton and MLflow listen on 127.0.0.1 only
         mounts=[Mount(target=str(s.data_root), source=str(s.host_data_root), type="bind")],

@@ -27,6 +27,8 @@ class Settings:
     triton_grpc: str
     triton_execution_env: str | None
     triton_backend: str
+    gpu: bool
+    tensorrt_image: str
     model_name: str
     mlflow_uri: str
     gate_tolerance: float
@@ -86,6 +88,10 @@ def load() -> Settings:
         triton_grpc=_env("SOCIAL_TONE_TRITON_GRPC", "127.0.0.1:8001"),
         triton_execution_env=os.environ.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or None,
         triton_backend=_env("SOCIAL_TONE_TRITON_BACKEND", "python"),
+        # a GPU on the Docker host: convert-tensorrt gets the TensorRT image and the device,
+        # and the onnxruntime backend runs on KIND_GPU
+        gpu=_env("SOCIAL_TONE_GPU", "false").lower() in ("1", "true", "yes"),
+        tensorrt_image=_env("SOCIAL_TONE_TENSORRT_IMAGE", "social-tone/tensorrt:24.10"),
         model_name=_env("SOCIAL_TONE_MODEL_NAME", "social_tone"),
         mlflow_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow/mlflow.db"),
         gate_tolerance=float(_env("SOCIAL_TONE_GATE_TOLERANCE", "0.01")),

@@ -90,16 +90,21 @@ echo "== a sample prediction from Triton"
 import json, sys
 import numpy as np
 from tasks.contract import open_drop
+from tasks.topics import decide
 from tasks.triton.client import TritonClient
+from tasks.triton.repo import thresholds
 data, drop, url = sys.argv[1:]
 d = open_drop(f"{data}/archive/{drop}")
 c = TritonClient(url)
 names = c.label_names(d.manifest.n_labels, d.manifest.img_dim, d.manifest.txt_dim)
-p = c.infer(np.asarray(d.img[:1]), np.asarray(d.txt[:1]))
-top = np.argsort(-p.probs[0])[:5]
-print(f"post {d.ids[0]} (model version {p.version}):")
-for k in top:
-    print(f"  {names[k]:10s} p={p.probs[0][k]:.3f}{'  <- labeled' if p.labels[0][k] else ''}")
+p = c.infer(np.asarray(d.img[:1]), np.asarray(d.txt[:1]))  # Triton answers logits
+probs, topics = decide(p.logits, thresholds(f"{data}/triton", "social_tone", p.version)["thresholds"])
+truth = np.asarray(d.labels[0]) if d.labels is not None else None
+print(f"post {d.ids[0]} (model version {p.version}), top 5 topics:")
+for k in np.argsort(-probs[0])[:5]:
+    said = "predicted" if topics[0][k] else "         "
+    known = "" if truth is None else ("  (labeled)" if truth[k] else "  (not labeled)")
+    print(f"  {names[k]:10s} p={probs[0][k]:.3f}  {said}{known}")
 print("champion:", json.load(open(f"{data}/state/champion.json"))["run"])
 PYEOF
 cat <<EOM

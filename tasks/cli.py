@@ -146,12 +146,13 @@ def cmd_convert_tensorrt(args) -> dict:
 
 def cmd_publish(args) -> dict:
     from tasks.triton import repo as trepo
-    model_file = args.model_file or Path(args.run) / ("model.plan" if args.backend == "tensorrt_plan" else "model.onnx")
     env = args.execution_env or os.environ.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or \
         (sys.prefix if args.backend == "python" else None)
-    v = trepo.publish(model_file, args.run, args.repo, args.model, args.backend, args.keep, args.max_batch, env,
-                      args.instances)
-    result = {"model": args.model, "version": v, "repo": str(args.repo)}
+    r = trepo.publish(args.run, args.repo, args.model, args.backend, model_file=args.model_file, keep=args.keep,
+                      max_batch_size=args.max_batch, execution_env=env, instances=args.instances, gpu=args.gpu)
+    if "fallback" in r:
+        log.warning("%s", r["fallback"])
+    result = {"model": args.model, **r, "repo": str(args.repo)}
     if args.record:
         from tasks.fsutil import atomic_write_json
         atomic_write_json(args.record, result)
@@ -176,8 +177,10 @@ def cmd_score(args) -> dict:
     m = read_manifest(args.drop)
     if args.onnx_dir:
         scorer = score.OnnxScorer(args.onnx_dir)
+    elif args.repo is None:
+        raise ValueError("score through Triton needs --repo: the model repository holds each version's thresholds")
     else:
-        scorer = score.TritonScorer(args.url, args.model, m.n_labels, m.img_dim, m.txt_dim)
+        scorer = score.TritonScorer(args.url, args.model, args.repo, m.n_labels, m.img_dim, m.txt_dim)
     r = score.score(args.drop, args.out, scorer, scorer.names, args.batch, args.inflight)
     if not args.verbose:
         r.pop("topic_counts")
@@ -194,6 +197,18 @@ def cmd_monitor(args) -> dict:
             "report": str(Path(args.root) / r["day"] / monitor.PAGE)}
 
 
+def _prepare_start(repo: Path, model: str) -> dict:
+    from tasks.triton.repo import prepare_start
+    r = prepare_start(repo, model)
+    for v in r["retired"]:
+        log.warning("version %d of %s never passed a canary: moved to .rejected/", v, model)
+    return r
+
+
+def cmd_triton_prepare(args) -> dict:
+    return _prepare_start(args.repo, args.model)
+
+
 def cmd_serve(args) -> dict:
     import signal
     from tasks.triton.server import TritonServer
@@ -203,10 +218,7 @@ def cmd_serve(args) -> dict:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         if args.load:
             from tasks.triton.client import TritonClient
-            from tasks.triton.repo import retire_unverified, versions
-            for v in retire_unverified(args.repo, args.load):
-                log.warning("version %d of %s never passed a canary: moved to .rejected/", v, args.load)
-            if versions(Path(args.repo) / args.load):
+            if _prepare_start(args.repo, args.load)["version"] is not None:
                 TritonClient(server.grpc_url, args.load).load()
         log.info("tritonserver ready: gRPC %s, HTTP %s (log %s)", server.grpc_url, server.http_url, server.log_path)
         print(json.dumps({"grpc": server.grpc_url, "http": server.http_url, "pid": server.proc.pid}), flush=True)
@@ -222,6 +234,7 @@ class BadInput(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tasks.parity import ATOL  # light: numpy only
     from tasks.triton.repo import MAX_BATCH  # light: no ML imports
     p = argparse.ArgumentParser(prog="python -m tasks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -289,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=None, help="default: RUN/model.onnx")
     s.add_argument("--parity-rows", type=int, default=1000)
     s.add_argument("--opset", type=int, default=18)
-    s.add_argument("--atol", type=float, default=1e-4)
+    s.add_argument("--atol", type=float, default=ATOL[("onnx", "fp32")])
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_export_onnx)
 
@@ -324,9 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--parity-rows", type=int, default=1000)
     s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="= Triton's max_batch_size")
     s.add_argument("--opt-batch", type=int, default=256)
-    s.add_argument("--fp16", action="store_true")
+    s.add_argument("--fp16", type=_flag, nargs="?", const=True, default=False)
     s.add_argument("--skip", type=_flag, nargs="?", const=True, default=False, help="skip (exit 5) on request")
-    s.add_argument("--atol", type=float, default=None, help="default 1e-3 (fp32/TF32) or 2e-2 (fp16)")
+    s.add_argument("--atol", type=float, default=None, help="default: tasks/parity.py's tolerance for the precision")
     s.set_defaults(func=cmd_convert_tensorrt)
 
     triton_url = os.environ.get("SOCIAL_TONE_TRITON_GRPC", "127.0.0.1:8001")
@@ -334,13 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", type=Path, required=True, help="run dir (thresholds, model config)")
     s.add_argument("--repo", type=Path, required=True)
     s.add_argument("--model", default="social_tone")
-    s.add_argument("--model-file", type=Path, default=None, help="default: RUN/model.onnx (RUN/model.plan for TensorRT)")
+    s.add_argument("--model-file", type=Path, default=None,
+                   help="default: RUN/model.onnx (RUN/model.plan for TensorRT; without one, the ONNX "
+                        "graph on the onnxruntime backend)")
     s.add_argument("--backend", choices=("python", "onnxruntime", "tensorrt_plan"), default="python")
     s.add_argument("--keep", type=int, default=3)
     s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="Triton's max_batch_size")
     s.add_argument("--record", type=Path, default=None, help="also write the result JSON here")
     s.add_argument("--instances", type=int, default=2, help="model instances (2 x 1 ORT thread was fastest "
                                                               "on 2 CPU cores: docs/benchmarks.md)")
+    s.add_argument("--gpu", type=_flag, nargs="?", const=True, default=False,
+                   help="onnxruntime backend: run the instances on the GPU (KIND_GPU)")
     s.add_argument("--execution-env", default=None, help="python backend: env with numpy+onnxruntime "
                                                           "(default: this interpreter's prefix)")
     s.set_defaults(func=cmd_publish)
@@ -353,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--onnx", type=Path, default=None)
     s.add_argument("--canary-data", type=Path, nargs="*", default=None, help="drops for canary rows")
     s.add_argument("--canary-rows", type=int, default=256)
-    s.add_argument("--atol", type=float, default=1e-4)
+    s.add_argument("--atol", type=float, default=None, help="default: the tolerance the version was published "
+                                                            "with (per backend and precision)")
     s.add_argument("--timeout", type=float, default=120)
     s.add_argument("--retries", type=int, default=5, help="attempts while Triton is unreachable (backoff 1,2,4.. s)")
     s.add_argument("--expect-version", type=int, default=None, help="fail unless this is the newest published version")
@@ -368,11 +386,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=120)
     s.set_defaults(func=cmd_rollback)
 
+    s = sub.add_parser("triton-prepare", help="before a Triton (re)start with --load-model: retire versions that "
+                                              "never passed a canary, restore the serving version's config")
+    s.add_argument("--repo", type=Path, required=True)
+    s.add_argument("--model", default="social_tone")
+    s.set_defaults(func=cmd_triton_prepare)
+
     s = sub.add_parser("score", help="score a drop through Triton (or --onnx-dir) into Parquet/CSV/JSON")
     s.add_argument("drop", type=Path)
     s.add_argument("--out", type=Path, required=True, help=".parquet, .csv or .jsonl")
     s.add_argument("--url", default=triton_url)
     s.add_argument("--model", default="social_tone")
+    s.add_argument("--repo", type=Path, default=None, help="Triton's model repository (each version's thresholds)")
     s.add_argument("--onnx-dir", type=Path, default=None, help="in-process ONNX Runtime on this run/version dir")
     s.add_argument("--batch", type=int, default=1024, help="rows per request")
     s.add_argument("--inflight", type=int, default=4, help="requests in flight")

@@ -5,9 +5,11 @@ On a host without a CUDA device or without TensorRT it raises Skipped (CLI exit 
 never crashes there. Run it in the GPU image (docker/Dockerfile.tensorrt, NGC TensorRT 24.10):
 a plan only loads on the TensorRT version that built it, so it must match Triton's release.
 
-Built with polygraphy (shipped with TensorRT): an optimization profile min 1 / opt --opt-batch /
+Built with polygraphy: an optimization profile min 1 / opt --opt-batch (clamped to max) /
 max --max-batch (= Triton's max_batch_size), FP16 optional. Parity: the plan's logits against
-ONNX Runtime's on real rows (tasks/parity.py rule); FP16 gets a looser default tolerance.
+ONNX Runtime's on real rows (tasks/parity.py rule and tolerance per precision). The report
+(tensorrt.json beside the plan) records the tolerance; publish carries it into the version
+dir, and the Triton canary uses the same one.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from tasks.errors import CheckFailed, Skipped
 from tasks.fsutil import atomic_write_bytes, atomic_write_json
-from tasks.parity import compare_logits
+from tasks.parity import compare_logits, tolerance
 from tasks.triton.repo import MAX_BATCH
 
 log = logging.getLogger(__name__)
@@ -61,31 +63,46 @@ def require_gpu(out: Path) -> None:
         raise Skipped(reason)
 
 
+def profile_batches(max_batch: int, opt_batch: int) -> tuple[int, int, int]:
+    """(min, opt, max) batch of the optimization profile; TensorRT refuses opt > max."""
+    if max_batch < 1 or opt_batch < 1:
+        raise ValueError(f"batch sizes must be >= 1 (max {max_batch}, opt {opt_batch})")
+    return 1, min(opt_batch, max_batch), max_batch
+
+
+def infer_batched(infer, img: np.ndarray, txt: np.ndarray, max_batch: int) -> np.ndarray:
+    """Logits for every row, in requests of at most max_batch rows. Each answer is copied:
+    polygraphy's runner hands back views of buffers it reuses on the next call."""
+    parts = [np.array(infer({"img_emb": img[s:s + max_batch], "txt_emb": txt[s:s + max_batch]})["logits"], copy=True)
+             for s in range(0, len(img), max_batch)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
 def convert(onnx_path: Path, out: Path, thresholds_json: Path, rows: tuple[np.ndarray, np.ndarray],
             max_batch: int = MAX_BATCH, opt_batch: int = 256, fp16: bool = False, atol: float | None = None) -> dict:
     out = Path(out)
     report_path = out.parent / REPORT
+    batches = profile_batches(max_batch, opt_batch)
     require_gpu(out)
     import onnxruntime as ort
     import tensorrt as trt
     from polygraphy.backend.trt import (CreateConfig, Profile, TrtRunner, engine_from_network,
                                         network_from_onnx_path)
     img, txt = rows
-    atol = atol if atol is not None else (2e-2 if fp16 else 1e-3)  # TF32/FP16 kernels, not bit-exact
-    profile = (Profile().add("img_emb", (1, img.shape[1]), (opt_batch, img.shape[1]), (max_batch, img.shape[1]))
-               .add("txt_emb", (1, txt.shape[1]), (opt_batch, txt.shape[1]), (max_batch, txt.shape[1])))
+    precision = "fp16" if fp16 else "fp32"
+    atol = atol if atol is not None else tolerance("tensorrt_plan", precision)
+    profile = Profile()
+    for name, dim in (("img_emb", img.shape[1]), ("txt_emb", txt.shape[1])):
+        profile.add(name, *((b, dim) for b in batches))
     engine = engine_from_network(network_from_onnx_path(str(onnx_path)),
                                  config=CreateConfig(fp16=fp16, profiles=[profile]))
-    got = []
     with TrtRunner(engine) as runner:
-        for s in range(0, len(img), max_batch):
-            got.append(runner.infer({"img_emb": img[s:s + max_batch], "txt_emb": txt[s:s + max_batch]})["logits"])
-    got = np.concatenate(got)
+        got = infer_batched(runner.infer, img, txt, max_batch)
     want = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
         ["logits"], {"img_emb": img, "txt_emb": txt})[0]
     thr = np.asarray(json.loads(Path(thresholds_json).read_text())["thresholds"], dtype=np.float32)
-    report = {**compare_logits(got, want, thr, atol), "skipped": False, "fp16": fp16,
-              "tensorrt": trt.__version__, "profile": [1, opt_batch, max_batch]}
+    report = {**compare_logits(got, want, thr, atol), "skipped": False, "fp16": fp16, "precision": precision,
+              "tensorrt": trt.__version__, "profile": list(batches)}
     atomic_write_json(report_path, report)
     if not report["ok"]:
         raise TensorRTParityError(f"{out}: TensorRT parity failed (max |diff| {report['max_abs_diff']:.2e}, "

@@ -19,7 +19,7 @@ import torch
 from tasks import dataset as ds
 from tasks import model as mdl, tracking
 from tasks.errors import CheckFailed
-from tasks.parity import compare_logits
+from tasks.parity import ATOL, compare_logits
 from tasks.evaluate import load_thresholds
 from tasks.fsutil import atomic_write_json
 from tasks.split import TEST, TRAIN, VAL
@@ -56,7 +56,7 @@ def parity_rows(d: ds.Dataset, n: int) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def check_parity(onnx_path: Path, model: mdl.FusionMLP, thresholds: np.ndarray, img: np.ndarray,
-                 txt: np.ndarray, atol: float = 1e-4) -> dict:
+                 txt: np.ndarray, atol: float = ATOL[("onnx", "fp32")]) -> dict:
     import onnx
     import onnxruntime as ort
     onnx.checker.check_model(str(onnx_path), full_check=True)
@@ -68,7 +68,7 @@ def check_parity(onnx_path: Path, model: mdl.FusionMLP, thresholds: np.ndarray, 
 
 
 def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, opset: int = 18,
-                atol: float = 1e-4, tracking_uri: str | None = None) -> dict:
+                atol: float = ATOL[("onnx", "fp32")], tracking_uri: str | None = None) -> dict:
     run_dir, out = Path(run_dir), Path(out)
     model = mdl.load(run_dir)
     _, thr = load_thresholds(run_dir)

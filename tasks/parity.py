@@ -8,6 +8,27 @@ from __future__ import annotations
 
 import numpy as np
 
+# Logit tolerance per (backend, precision), declared once: the ONNX export gate, TensorRT
+# parity and the Triton canary all take theirs from here. ORT on CPU reproduces PyTorch/ORT to
+# float rounding; GPU kernels use TF32 for FP32 matmuls; FP16 plans differ by ~3e-3..6e-3.
+ATOL = {
+    ("onnx", "fp32"): 1e-4,            # PyTorch -> ONNX Runtime (export gate)
+    ("python", "fp32"): 1e-4,          # Triton's Python backend: ORT on CPU
+    ("onnxruntime", "fp32"): 1e-4,     # Triton's ORT backend on CPU
+    ("onnxruntime-gpu", "fp32"): 1e-3,  # ... on a GPU (TF32)
+    ("tensorrt_plan", "fp32"): 1e-3,   # TensorRT, TF32 kernels
+    ("tensorrt_plan", "fp16"): 2e-2,   # TensorRT, FP16 kernels
+}
+
+
+def tolerance(backend: str, precision: str = "fp32", gpu: bool = False) -> float:
+    """The logit tolerance for a serving backend and precision (KeyError: no such pair)."""
+    key = ("onnxruntime-gpu" if backend == "onnxruntime" and gpu else backend, precision)
+    if key not in ATOL:
+        raise KeyError(f"no parity tolerance for backend {backend!r} at {precision}"
+                       f"{' on GPU' if gpu else ''}; known: {sorted(ATOL)}")
+    return ATOL[key]
+
 
 def threshold_logits(thresholds: np.ndarray) -> np.ndarray:
     thresholds = np.asarray(thresholds, dtype=np.float64)

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasks.contract import IDS, IMG, TIMESTAMPS, TXT, Drop, open_drop, read_rows
+from tasks.topics import decide
 
 log = logging.getLogger(__name__)
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "jsonl", ".jsonl": "jsonl"}
@@ -46,19 +47,33 @@ class OnnxScorer:
 
     def __call__(self, img, txt):
         logits = self.session.run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
-        probs = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-        return probs, probs >= self.thresholds, self.version
+        return (*decide(logits, self.thresholds), self.version)
 
 
 class TritonScorer:
-    def __init__(self, url: str, model: str, n_labels: int, img_dim: int, txt_dim: int):
+    """Logits from Triton (any backend), topics by the thresholds of the version that
+    answered, read from the model repository it was published to."""
+
+    def __init__(self, url: str, model: str, repo: Path, n_labels: int, img_dim: int, txt_dim: int):
         from tasks.triton.client import TritonClient
         self.client = TritonClient(url, model)
+        self.model, self.repo = model, Path(repo)
         self.names = self.client.label_names(n_labels, img_dim, txt_dim)
+        self._thresholds: dict[str, np.ndarray] = {}
+
+    def thresholds(self, version: str) -> np.ndarray:
+        if version not in self._thresholds:
+            from tasks.triton.repo import thresholds
+            t = thresholds(self.repo, self.model, version)
+            if t["label_names"] != self.names:
+                raise ValueError(f"{self.repo / self.model / version}: thresholds.json names other topics "
+                                 "than the served model's labels.txt")
+            self._thresholds[version] = np.asarray(t["thresholds"], dtype=np.float32)
+        return self._thresholds[version]
 
     def __call__(self, img, txt):
-        p = self.client.infer(img, txt, outputs=("probs", "labels"))  # a reload may land mid-day
-        return p.probs, p.labels, p.version
+        p = self.client.infer(img, txt)  # a reload may land mid-day: each chunk by its own version
+        return (*decide(p.logits, self.thresholds(p.version)), p.version)
 
 
 def chunks(drop: Drop, rows: int) -> Iterator[tuple[int, int]]:

@@ -24,6 +24,13 @@ def test_compose_validates_with_and_without_the_cpu_override():
     cpu = config("docker-compose.yaml", "docker-compose.cpu.yaml")
     assert base["services"]["triton"]["image"].startswith("nvcr.io/nvidia/tritonserver:24.10")
     assert cpu["services"]["triton"]["image"] == "social-tone/triton-cpu:latest"
+    # GPU default: the model is loaded at start, after triton-prepare retired unverified versions
+    triton = base["services"]["triton"]
+    assert "--load-model=social_tone" in triton["command"] and "--exit-on-error=false" in triton["command"]
+    assert triton["depends_on"]["triton-prepare"]["condition"] == "service_completed_successfully"
+    assert base["services"]["triton-prepare"]["command"][2:4] == ["tasks", "triton-prepare"]
+    env = base["services"]["airflow-scheduler"]["environment"]
+    assert env["SOCIAL_TONE_GPU"] == "true" and env["SOCIAL_TONE_TRITON_BACKEND"] in ("tensorrt_plan", "onnxruntime")
     assert {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "postgres",
             "mlflow", "triton", "docker-proxy"} <= set(base["services"])
 
@@ -37,7 +44,7 @@ def test_loopback_only_proxy_socket_healthchecks_volumes():
         mounts = [str(v.get("source") if isinstance(v, dict) else v) for v in svc.get("volumes", [])]
         if name != "docker-proxy":
             assert not any("docker.sock" in m for m in mounts), f"{name} must not mount the Docker socket"
-        if name != "airflow-init":
+        if name not in ("airflow-init", "triton-prepare"):
             assert "healthcheck" in svc, f"{name} has no healthcheck"
         assert not svc.get("privileged"), name
     env = c["services"]["airflow-scheduler"]["environment"]

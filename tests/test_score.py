@@ -1,6 +1,7 @@
 """`tasks score`: a drop through Triton or in-process ONNX Runtime into Parquet, CSV or JSON lines."""
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 
@@ -57,23 +58,53 @@ def test_onnx_scoring_in_every_format(setup, tmp_path):
 
 
 def test_scoring_through_triton_matches_onnx_runtime(setup, tmp_path):
+    """Triton answers logits only (as every backend's config does); score applies the thresholds
+    of the version that answered, read from the model repository."""
     root = setup
     drop, names, probs, labels = expected(root)
-    trepo.publish(root / "run" / "model.onnx", root / "run", tmp_path / "repo", execution_env=sys.prefix)
-    with TritonServer(tmp_path / "repo", tmp_path / "triton") as server:
-        reload(tmp_path / "repo", "social_tone", server.grpc_url, root / "run" / "model.onnx",
-               root / "run" / "thresholds.json")
-        p = subprocess.run([sys.executable, "-m", "tasks", "score", str(root / "day"), "--out",
-                            str(tmp_path / "pred.parquet"), "--url", server.grpc_url, "--batch", "1000"],
+    repo = tmp_path / "repo"
+    trepo.publish(root / "run", repo, execution_env=sys.prefix)
+    config = (repo / "social_tone" / "config.pbtxt").read_text()
+    assert config.count("name: \"logits\"") == 1 and "probs" not in config and "TYPE_BOOL" not in config
+
+    def run_score(out):
+        p = subprocess.run([sys.executable, "-m", "tasks", "score", str(root / "day"), "--out", str(out),
+                            "--url", server.grpc_url, "--repo", str(repo), "--batch", "1000"],
                            capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
-        r = json.loads(p.stdout.splitlines()[-1])
+        return json.loads(p.stdout.splitlines()[-1])
+
+    with TritonServer(repo, tmp_path / "triton") as server:
+        reload(repo, "social_tone", server.grpc_url, root / "run" / "model.onnx", root / "run" / "thresholds.json")
+        r = run_score(tmp_path / "pred.parquet")
         assert r["rows"] == 2500 and r["model_versions"] == ["1"]
-        assert TritonScorer(server.grpc_url, "social_tone", 50, 512, 768).names == names
-    df = pd.read_parquet(tmp_path / "pred.parquet")
-    assert np.abs(df[[f"p_{n}" for n in names]].to_numpy() - probs).max() <= 1e-5
-    assert (df["model_version"] == "1").all()
-    assert [list(t) for t in df["topics"]] == [[n for n, on in zip(names, row) if on] for row in labels]
+        assert TritonScorer(server.grpc_url, "social_tone", repo, 50, 512, 768).names == names
+        df = pd.read_parquet(tmp_path / "pred.parquet")
+        assert np.abs(df[[f"p_{n}" for n in names]].to_numpy() - probs).max() <= 1e-5
+        assert (df["model_version"] == "1").all()
+        assert [list(t) for t in df["topics"]] == [[n for n, on in zip(names, row) if on] for row in labels]
+
+        # version 2: the same graph with stricter thresholds -> fewer topics, by v2's own thresholds
+        run2 = tmp_path / "run2"
+        shutil.copytree(root / "run", run2)
+        t = json.loads((run2 / "thresholds.json").read_text())
+        t["thresholds"] = [0.9] * len(t["thresholds"])
+        (run2 / "thresholds.json").write_text(json.dumps(t))
+        trepo.publish(run2, repo, execution_env=sys.prefix)
+        reload(repo, "social_tone", server.grpc_url, run2 / "model.onnx", run2 / "thresholds.json")
+        r = run_score(tmp_path / "pred2.parquet")
+        assert r["model_versions"] == ["2"]
+        df2 = pd.read_parquet(tmp_path / "pred2.parquet")
+        served = df2[[f"p_{n}" for n in names]].to_numpy()
+        assert [list(x) for x in df2["topics"]] == [[n for n, p in zip(names, row) if p >= np.float32(0.9)]
+                                                    for row in served]
+        assert sum(map(len, df2["topics"])) < sum(map(len, df["topics"]))
+
+
+def test_triton_scoring_needs_the_repository(setup, tmp_path):
+    p = subprocess.run([sys.executable, "-m", "tasks", "score", str(setup / "day"), "--out", str(tmp_path / "x.parquet"),
+                        "--url", "127.0.0.1:1"], capture_output=True, text=True)
+    assert p.returncode == 3 and "needs --repo" in p.stdout
 
 
 def test_a_failing_scorer_leaves_no_output(setup, tmp_path):

@@ -13,6 +13,7 @@ from tasks import dataset as ds
 from tasks import synth
 from tasks.export_onnx import export_onnx
 from tasks.split import TEST
+from tasks.topics import decide
 from tasks.train import TrainConfig, train
 from tasks.triton import repo as trepo
 from tasks.triton.client import TritonClient, TritonUnavailable
@@ -49,7 +50,7 @@ def ort_logits(run, img, txt):
 
 
 def publish_and_reload(root, run, server, **kw):
-    v = trepo.publish(root / run / "model.onnx", root / run, server.model_repo, execution_env=sys.prefix)
+    v = trepo.publish(root / run, server.model_repo, execution_env=sys.prefix)["version"]
     r = reload(server.model_repo, MODEL, server.grpc_url, root / run / "model.onnx", root / run / "thresholds.json",
                **kw)
     assert r["version"] == v
@@ -68,7 +69,8 @@ def test_publish_v1_and_serve_it(runs, server):
         want = ort_logits(root / "run1", img, txt)
         assert np.abs(p.logits - want).max() <= 1e-5
         thr = np.asarray(json.loads((root / "run1" / "thresholds.json").read_text())["thresholds"])
-        np.testing.assert_array_equal(p.labels, 1 / (1 + np.exp(-want)) >= thr)
+        served_thr = trepo.thresholds(server.model_repo, MODEL, p.version)["thresholds"]
+        np.testing.assert_array_equal(decide(p.logits, served_thr)[1], 1 / (1 + np.exp(-want)) >= thr)
         assert c.label_names(50, 512, 768)[:2] == ["topic_00", "topic_01"]
 
 
@@ -76,7 +78,7 @@ def test_merged_and_oversized_requests_each_get_their_own_rows(runs, server):
     """The dynamic batcher hands model.py several requests at once (one ORT call, split back);
     arrays above max_batch_size are split by the client and joined again."""
     root = runs
-    trepo.publish(root / "run1" / "model.onnx", root / "run1", server.model_repo, execution_env=sys.prefix,
+    trepo.publish(root / "run1", server.model_repo, execution_env=sys.prefix,
                   max_batch_size=100)
     reload(server.model_repo, MODEL, server.grpc_url, root / "run1" / "model.onnx", root / "run1" / "thresholds.json")
     img, txt = rows(root, 250)
@@ -105,9 +107,9 @@ def test_merged_and_oversized_requests_each_get_their_own_rows(runs, server):
         assert c.max_batch() == 100
         p = c.infer(img, txt)  # 250 rows: three requests
         assert np.abs(p.logits - want).max() <= 1e-5
-        np.testing.assert_array_equal(p.labels, 1 / (1 + np.exp(-want)) >= thr)
+        np.testing.assert_array_equal(decide(p.logits, thr)[1], 1 / (1 + np.exp(-want)) >= thr)
         with pytest.raises(Exception, match="batch"):  # what the split avoids
-            c._infer(img, txt, None, ("logits",))
+            c._infer(img, txt, None)
 
 
 def test_hot_reload_v2_under_load_has_zero_failures(runs, server):
@@ -121,7 +123,7 @@ def test_hot_reload_v2_under_load_has_zero_failures(runs, server):
         with TritonClient(server.grpc_url, retries=0) as c:
             while not stop.is_set():
                 try:
-                    p = c.infer(img, txt, outputs=("logits",))
+                    p = c.infer(img, txt)
                     # every answer is wholly one version's, never a mix or garbage
                     assert np.abs(p.logits - want[p.version]).max() <= 1e-5
                     seen.append(p.version)
@@ -149,7 +151,7 @@ def test_broken_v3_is_rejected_and_v2_keeps_serving(runs, server, tmp_path):
     publish_and_reload(root, "run1", server)
     publish_and_reload(root, "run2", server)
     (tmp_path / "broken.onnx").write_bytes(b"this is not an onnx graph")
-    trepo.publish(tmp_path / "broken.onnx", root / "run2", server.model_repo, execution_env=sys.prefix)
+    trepo.publish(root / "run2", server.model_repo, model_file=tmp_path / "broken.onnx", execution_env=sys.prefix)
     with pytest.raises(ReloadFailed, match="(?s)version 3: load failed.*version 2 serves"):
         reload(server.model_repo, MODEL, server.grpc_url, root / "run2" / "model.onnx",
                root / "run2" / "thresholds.json")
@@ -170,7 +172,7 @@ def test_canary_mismatch_rolls_back_to_the_previous_version(runs, server):
     publish_and_reload(root, "run1", server)
     # version 2 loads fine but serves run1's graph while the run that was gated is run2:
     # the canary (Triton vs ONNX Runtime on run2's model.onnx) must catch it and roll back
-    trepo.publish(root / "run1" / "model.onnx", root / "run2", server.model_repo, execution_env=sys.prefix)
+    trepo.publish(root / "run2", server.model_repo, model_file=root / "run1" / "model.onnx", execution_env=sys.prefix)
     with pytest.raises(ReloadFailed, match="(?s)canary mismatch.*version 1 serves"):
         reload(server.model_repo, MODEL, server.grpc_url, root / "run2" / "model.onnx",
                root / "run2" / "thresholds.json")
@@ -199,13 +201,28 @@ def test_manual_rollback_and_cli(runs, server):
     assert json.loads(p.stdout.splitlines()[-1])["version"] == 3
 
 
+def test_rollback_puts_back_the_config_of_the_version_it_serves(runs, server):
+    """config.pbtxt is per model: v2 was published with another config (here max_batch_size;
+    in production another backend), so rolling back to v1 must restore v1's config."""
+    root = runs
+    publish_and_reload(root, "run1", server)
+    trepo.publish(root / "run2", server.model_repo, execution_env=sys.prefix, max_batch_size=100)
+    reload(server.model_repo, MODEL, server.grpc_url, root / "run2" / "model.onnx", root / "run2" / "thresholds.json")
+    with TritonClient(server.grpc_url) as c:
+        assert int(c.config()["max_batch_size"]) == 100
+    rollback(server.model_repo, MODEL, server.grpc_url)
+    with TritonClient(server.grpc_url) as c:
+        assert c.ready_versions() == [1] and int(c.config()["max_batch_size"]) == 1024
+        assert c.infer(*rows(root, 300)).version == "1"
+
+
 def test_unreachable_triton_is_retried_then_fails_clearly(runs, tmp_path):
     url = f"127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     with pytest.raises(TritonUnavailable, match="unreachable after 3 attempts"):
         TritonClient(url, retries=2, backoff=0.1).ready_versions()
     assert time.monotonic() - t0 >= 0.3  # it did back off
-    trepo.publish(runs / "run1" / "model.onnx", runs / "run1", tmp_path / "repo")
+    trepo.publish(runs / "run1", tmp_path / "repo")
     p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--run", str(runs / "run1"), "--repo",
                         str(tmp_path / "repo"), "--url", url, "--retries", "1"], capture_output=True, text=True)
     assert p.returncode == 6 and "unreachable" in json.loads(p.stdout.splitlines()[-1])["error"]
@@ -229,7 +246,7 @@ def test_tensorrt_skips_cleanly_without_a_gpu(runs, tmp_path):
 def test_config_and_pruning(runs, tmp_path):
     root = runs
     for _ in range(4):
-        trepo.publish(root / "run1" / "model.onnx", root / "run1", tmp_path / "repo", keep=3)
+        trepo.publish(root / "run1", tmp_path / "repo", keep=3)
     model_dir = tmp_path / "repo" / MODEL
     assert trepo.versions(model_dir) == [2, 3, 4]
     cfg = (model_dir / "config.pbtxt").read_text()
@@ -238,7 +255,7 @@ def test_config_and_pruning(runs, tmp_path):
     assert (model_dir / "labels.txt").read_text().splitlines()[0] == "topic_00"
     assert 'backend: "tensorrt"' in trepo.render_config("m", "tensorrt_plan", 512, 768, 50)
     with pytest.raises(ValueError, match="keep"):
-        trepo.publish(root / "run1" / "model.onnx", root / "run1", tmp_path / "repo", keep=1)
+        trepo.publish(root / "run1", tmp_path / "repo", keep=1)
 
 
 def test_interrupted_publish_is_repaired_by_the_next_run(runs, server):
@@ -247,7 +264,7 @@ def test_interrupted_publish_is_repaired_by_the_next_run(runs, server):
     version, and the half-written dir is never taken for a version."""
     root = runs
     publish_and_reload(root, "run1", server)
-    trepo.publish(root / "run2" / "model.onnx", root / "run2", server.model_repo, execution_env=sys.prefix)  # then "crash"
+    trepo.publish(root / "run2", server.model_repo, execution_env=sys.prefix)  # then "crash"
     half = server.model_repo / MODEL / ".3.crashed.tmp"
     half.mkdir()
     (half / "model.onnx").write_bytes(b"half a graph")
@@ -274,12 +291,12 @@ def test_triton_down_during_reload_then_back_serves_the_old_model(runs, tmp_path
         json.loads(p.stdout.readline())
         return p
 
-    trepo.publish(root / "run1" / "model.onnx", root / "run1", repo, execution_env=sys.prefix)
+    trepo.publish(root / "run1", repo, execution_env=sys.prefix)
     server = start()
     reload(repo, MODEL, url, root / "run1" / "model.onnx", root / "run1" / "thresholds.json")
     server.send_signal(sig.SIGTERM)
     server.wait(timeout=60)
-    trepo.publish(root / "run2" / "model.onnx", root / "run2", repo, execution_env=sys.prefix)
+    trepo.publish(root / "run2", repo, execution_env=sys.prefix)
     p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--run", str(root / "run2"), "--repo", str(repo),
                         "--url", url, "--retries", "2"], capture_output=True, text=True)
     assert p.returncode == 6 and "unreachable after 3 attempts" in p.stdout

@@ -14,7 +14,6 @@ import numpy as np
 from tasks.errors import Unavailable
 
 log = logging.getLogger(__name__)
-OUTPUTS = ("logits", "probs", "labels")
 
 
 class TritonUnavailable(Unavailable):
@@ -23,9 +22,9 @@ class TritonUnavailable(Unavailable):
 
 @dataclass
 class Prediction:
-    logits: np.ndarray | None
-    probs: np.ndarray | None
-    labels: np.ndarray | None
+    """Every backend answers logits (tasks/triton/repo.py); tasks.topics.decide turns them into
+    probabilities and topics with the thresholds of `version`, the version that answered."""
+    logits: np.ndarray
     version: str
 
 
@@ -90,33 +89,28 @@ class TritonClient:
             self._max_batch = int(self.config().get("max_batch_size", 0))
         return self._max_batch
 
-    def infer(self, img: np.ndarray, txt: np.ndarray, version: int | None = None,
-              outputs: tuple[str, ...] = OUTPUTS) -> Prediction:
+    def infer(self, img: np.ndarray, txt: np.ndarray, version: int | None = None) -> Prediction:
         """Rows beyond the model's max_batch_size go as several requests; the answer still
         comes from one version (asked again if a hot reload landed in between)."""
         step = self.max_batch() or len(img)
         if len(img) <= step:
-            return self._infer(img, txt, version, outputs)
+            return self._infer(img, txt, version)
         for _ in range(3):
-            parts = [self._infer(img[s:s + step], txt[s:s + step], version, outputs)
-                     for s in range(0, len(img), step)]
+            parts = [self._infer(img[s:s + step], txt[s:s + step], version) for s in range(0, len(img), step)]
             if len({p.version for p in parts}) == 1:
-                return Prediction(*(None if getattr(parts[0], n) is None
-                                    else np.concatenate([getattr(p, n) for p in parts])
-                                    for n in ("logits", "probs", "labels")), version=parts[0].version)
+                return Prediction(np.concatenate([p.logits for p in parts]), parts[0].version)
         raise RuntimeError(f"{self.model}: versions changed under every attempt to score {len(img)} rows "
                            f"in requests of {step}; reloads are too frequent")
 
-    def _infer(self, img, txt, version, outputs) -> Prediction:
+    def _infer(self, img, txt, version) -> Prediction:
         g = self._g
         inputs = [g.InferInput("img_emb", list(img.shape), "FP32"), g.InferInput("txt_emb", list(txt.shape), "FP32")]
         inputs[0].set_data_from_numpy(np.ascontiguousarray(img, dtype=np.float32))
         inputs[1].set_data_from_numpy(np.ascontiguousarray(txt, dtype=np.float32))
         r = self._call("infer", self.client.infer, self.model, inputs,
                        model_version="" if version is None else str(version),
-                       outputs=[g.InferRequestedOutput(n) for n in outputs], client_timeout=self.timeout)
-        got = {n: r.as_numpy(n) for n in outputs}
-        return Prediction(got.get("logits"), got.get("probs"), got.get("labels"), r.get_response().model_version)
+                       outputs=[g.InferRequestedOutput("logits")], client_timeout=self.timeout)
+        return Prediction(r.as_numpy("logits"), r.get_response().model_version)
 
     def label_names(self, n_labels: int, img_dim: int, txt_dim: int) -> list[str]:
         """Topic names from the model's labels.txt, through the classification extension."""
@@ -125,9 +119,9 @@ class TritonClient:
         inputs[0].set_data_from_numpy(np.zeros((1, img_dim), np.float32))
         inputs[1].set_data_from_numpy(np.zeros((1, txt_dim), np.float32))
         r = self._call("labels", self.client.infer, self.model, inputs,
-                       outputs=[g.InferRequestedOutput("probs", class_count=n_labels)])
+                       outputs=[g.InferRequestedOutput("logits", class_count=n_labels)])
         names = [""] * n_labels
-        for entry in r.as_numpy("probs").reshape(-1):  # b"score:index:label"
+        for entry in r.as_numpy("logits").reshape(-1):  # b"score:index:label"
             _, idx, name = entry.decode().split(":", 2)
             names[int(idx)] = name
         return names

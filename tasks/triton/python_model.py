@@ -1,9 +1,9 @@
 """Triton Python-backend model: ONNX Runtime on CPU (no ONNX Runtime backend exists on PyPI).
 
 Copied into every published version as model.py. Runs in Triton's stub process with the
-execution environment named by EXECUTION_ENV_PATH (numpy + onnxruntime).
+execution environment named by EXECUTION_ENV_PATH (numpy + onnxruntime). Like every other
+backend's config it answers `logits` only; clients apply the version's thresholds.
 """
-import json
 import os
 
 import numpy as np
@@ -18,8 +18,6 @@ class TritonPythonModel:
         opts.intra_op_num_threads = int(os.environ.get("SOCIAL_TONE_ORT_THREADS", "1"))
         self.session = ort.InferenceSession(os.path.join(here, "model.onnx"), opts,
                                             providers=["CPUExecutionProvider"])
-        with open(os.path.join(here, "thresholds.json")) as f:
-            self.thresholds = np.asarray(json.load(f)["thresholds"], dtype=np.float32)
 
     def execute(self, requests):
         # The dynamic batcher hands over several requests at once: one ORT call for all of them.
@@ -28,16 +26,7 @@ class TritonPythonModel:
         img, txt = (imgs[0], txts[0]) if len(requests) == 1 else (np.concatenate(imgs), np.concatenate(txts))
         logits = self.session.run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
         responses, start = [], 0
-        for request, rows in zip(requests, (len(a) for a in imgs)):
-            part, start = logits[start:start + rows], start + rows
-            # compute and ship only what the client asked for (all three when it names none)
-            wanted = set(request.requested_output_names()) or {"logits", "probs", "labels"}
-            out = [pb_utils.Tensor("logits", part)] if "logits" in wanted else []
-            if wanted & {"probs", "labels"}:
-                probs = (1.0 / (1.0 + np.exp(-part))).astype(np.float32)
-                if "probs" in wanted:
-                    out.append(pb_utils.Tensor("probs", probs))
-                if "labels" in wanted:
-                    out.append(pb_utils.Tensor("labels", probs >= self.thresholds))
-            responses.append(pb_utils.InferenceResponse(out))
+        for rows in (len(a) for a in imgs):
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("logits", logits[start:start + rows])]))
+            start += rows
         return responses

@@ -6,8 +6,9 @@ reload():
      version serves throughout. A failed load leaves the old version serving.
   2. wait until the new version reports READY;
   3. canary: the same rows through Triton (pinned to the new version) and through ONNX
-     Runtime on the run's own model.onnx (what the export gate checked); logits within atol,
-     labels identical outside the tolerance band;
+     Runtime on the run's own model.onnx (what the export gate checked); logits within the
+     version's tolerance (its serving.json: per backend and precision, the plan's own parity
+     tolerance for TensorRT), labels identical outside the tolerance band;
   4. on any failure: the version dir is moved to <repo>/.rejected/<model>/<N>/ with the reason,
      the model is loaded again (now resolving to the previous version), and CheckFailed is
      raised. Rejected numbers are never reused.
@@ -57,6 +58,13 @@ def _reference(onnx_path: Path, img: np.ndarray, txt: np.ndarray) -> np.ndarray:
     return sess.run(["logits"], {"img_emb": img, "txt_emb": txt})[0]
 
 
+def canary_tolerance(repo: Path, model: str, version: int) -> float:
+    """The tolerance the version was published with (serving.json), else the Python backend's."""
+    from tasks.parity import tolerance
+    record = trepo.read_serving(repo, model, version)
+    return float(record.get("canary_atol", tolerance(record.get("backend", "python"))))
+
+
 def wait_ready(client: TritonClient, version: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,7 +86,7 @@ def _restore_previous(client: TritonClient, repo: Path, model: str, version: int
         return None
     prev = remaining[-1]
     trepo.mark_good(repo, model, prev)
-    if not client.is_ready(prev):
+    if trepo.restore_config(repo, model, prev) or not client.is_ready(prev):
         client.load()
     if not wait_ready(client, prev, timeout):
         raise ReloadFailed(f"rollback of {model} to version {prev} did not become ready in {timeout}s")
@@ -87,7 +95,7 @@ def _restore_previous(client: TritonClient, repo: Path, model: str, version: int
 
 
 def reload(repo: Path, model: str, url: str, reference_onnx: Path, thresholds_json: Path,
-           canary_data: list[Path] | None = None, n_canary: int = 256, atol: float = 1e-4,
+           canary_data: list[Path] | None = None, n_canary: int = 256, atol: float | None = None,
            timeout: float = 120, retries: int = 5, expect_version: int | None = None) -> dict:
     repo = Path(repo)
     published = trepo.versions(repo / model)
@@ -99,6 +107,8 @@ def reload(repo: Path, model: str, url: str, reference_onnx: Path, thresholds_js
         raise ReloadFailed(f"{model}: expected to load version {expect_version} but the newest published "
                            f"version is {new} (rejected or superseded); nothing changed")
     thresholds = np.asarray(json.loads(Path(thresholds_json).read_text())["thresholds"], dtype=np.float32)
+    if atol is None:
+        atol = canary_tolerance(repo, model, new)
     client = TritonClient(url, model, retries=retries, timeout=timeout)
     before = client.ready_versions()
     log.info("%s: serving %s, loading version %d", model, before or "nothing", new)
@@ -121,7 +131,7 @@ def reload(repo: Path, model: str, url: str, reference_onnx: Path, thresholds_js
     dims = {i["name"]: int(i["dims"][0]) for i in cfg["input"]}
     img, txt = canary_rows(dims["img_emb"], dims["txt_emb"], n_canary, canary_data)
     try:
-        served = client.infer(img, txt, version=new, outputs=("logits",))
+        served = client.infer(img, txt, version=new)
     except InferenceServerException as e:
         raise fail(f"canary request failed: {e.message()}") from e
     report = compare_logits(served.logits, _reference(reference_onnx, img, txt), thresholds, atol)

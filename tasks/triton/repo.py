@@ -58,6 +58,16 @@ def retire_unverified(repo: Path, model: str) -> list[int]:
     return newer
 
 
+def prepare_start(repo: Path, model: str) -> dict:
+    """Before a Triton (re)start loads `model`: retire unverified versions and put back the
+    config of the version that will serve. Safe on an empty repository."""
+    retired = retire_unverified(repo, model)
+    serving = (versions(Path(repo) / model) or [None])[-1]
+    if serving is not None:
+        restore_config(repo, model, serving)
+    return {"model": model, "retired": retired, "version": serving}
+
+
 def next_version(repo: Path, model: str) -> int:
     """Version numbers are never reused, not even those of rejected versions."""
     used = versions(Path(repo) / model) + versions(rejected_dir(repo, model))
@@ -76,13 +86,14 @@ def reject(repo: Path, model: str, version: int, reason: str) -> Path:
 
 
 def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels: int,
-                  max_batch_size: int = MAX_BATCH, execution_env: str | None = None, instances: int = 1) -> str:
+                  max_batch_size: int = MAX_BATCH, execution_env: str | None = None, instances: int = 1,
+                  gpu: bool = False) -> str:
+    """One output on every backend: `logits`, with the label file for the classification
+    extension. Clients turn logits into probabilities and topics with the thresholds of the
+    version that answered (TritonClient.infer), so all backends answer the same request."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
-    outputs = [f'{{ name: "logits" data_type: TYPE_FP32 dims: [ {n_labels} ] }}']
-    if backend == "python":  # only the Python model computes probabilities and thresholded labels
-        outputs += [f'{{ name: "probs" data_type: TYPE_FP32 dims: [ {n_labels} ] label_filename: "labels.txt" }}',
-                    f'{{ name: "labels" data_type: TYPE_BOOL dims: [ {n_labels} ] }}']
+    on_gpu = backend == "tensorrt_plan" or (backend == "onnxruntime" and gpu)
     lines = [f'name: "{name}"',
              f'backend: "{"tensorrt" if backend == "tensorrt_plan" else backend}"',
              f"max_batch_size: {max_batch_size}",
@@ -90,24 +101,84 @@ def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels:
              f'  {{ name: "img_emb" data_type: TYPE_FP32 dims: [ {img_dim} ] }},',
              f'  {{ name: "txt_emb" data_type: TYPE_FP32 dims: [ {txt_dim} ] }}',
              "]",
-             "output [\n  " + ",\n  ".join(outputs) + "\n]",
+             f'output [ {{ name: "logits" data_type: TYPE_FP32 dims: [ {n_labels} ] label_filename: "labels.txt" }} ]',
              # On CPU the instances are the parallelism: never hold a request back to grow a
              # batch, merge only what queued while all instances were busy (500 us cost 20-25%
              # rows/s at batch 1 and 64). A GPU gains from waiting a little for a bigger batch.
-             f"dynamic_batching {{ max_queue_delay_microseconds: {0 if backend == 'python' else 500} }}",
-             f'instance_group [ {{ kind: {"KIND_GPU" if backend == "tensorrt_plan" else "KIND_CPU"} count: {instances} }} ]',
+             f"dynamic_batching {{ max_queue_delay_microseconds: {500 if on_gpu else 0} }}",
+             f'instance_group [ {{ kind: {"KIND_GPU" if on_gpu else "KIND_CPU"} count: {1 if on_gpu else instances} }} ]',
              'version_policy: { latest { num_versions: 1 } }']
     if backend == "python" and execution_env:
         lines.append(f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{execution_env}" }} }}')
     return "\n".join(lines) + "\n"
 
 
-def publish(model_file: Path, run_dir: Path, repo: Path, model: str = "social_tone", backend: str = "python",
-            keep: int = 3, max_batch_size: int = MAX_BATCH, execution_env: str | None = None, instances: int = 2) -> int:
+CONFIG = "config.pbtxt"
+SERVING = "serving.json"  # <N>/serving.json: backend, precision, canary tolerance (+ TensorRT parity)
+TENSORRT_REPORT = "tensorrt.json"  # written by convert-tensorrt beside the plan
+
+
+def choose_model_file(run_dir: Path, backend: str) -> tuple[Path, str, str | None]:
+    """(file, backend, why it fell back): a TensorRT plan when the run has one, else the ONNX
+    graph on the onnxruntime backend (convert-tensorrt skipped: no GPU, or parity failed)."""
+    run_dir = Path(run_dir)
+    if backend != "tensorrt_plan" or (run_dir / "model.plan").is_file():
+        return run_dir / ("model.plan" if backend == "tensorrt_plan" else "model.onnx"), backend, None
+    report = run_dir / TENSORRT_REPORT
+    why = json.loads(report.read_text()).get("reason") if report.is_file() else None
+    return (run_dir / "model.onnx", "onnxruntime",
+            f"no TensorRT plan in {run_dir} ({why or 'convert-tensorrt did not write one'}); "
+            "serving the ONNX graph on the onnxruntime backend")
+
+
+def serving_record(run_dir: Path, backend: str, gpu: bool) -> dict:
+    """What a version is served with, and the canary tolerance that goes with it: the plan's
+    own parity tolerance for TensorRT, else the table in tasks/parity.py."""
+    from tasks.parity import tolerance
+    record: dict = {"backend": backend, "gpu": bool(gpu or backend == "tensorrt_plan"), "precision": "fp32"}
+    report = Path(run_dir) / TENSORRT_REPORT
+    if backend == "tensorrt_plan" and report.is_file():
+        parity = json.loads(report.read_text())
+        record.update(precision=parity.get("precision", "fp16" if parity.get("fp16") else "fp32"),
+                      canary_atol=float(parity["atol"]), tensorrt_parity=parity)
+    else:
+        record["canary_atol"] = tolerance(backend, "fp32", gpu)
+    return record
+
+
+def read_serving(repo: Path, model: str, version: int) -> dict:
+    p = Path(repo) / model / str(version) / SERVING
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def restore_config(repo: Path, model: str, version: int) -> bool:
+    """config.pbtxt is per model, the backend per version: before loading an older version
+    (rollback, restart), put back the config it was published with. True if it changed."""
+    saved = Path(repo) / model / str(version) / CONFIG
+    live = Path(repo) / model / CONFIG
+    if not saved.is_file() or (live.is_file() and live.read_bytes() == saved.read_bytes()):
+        return False
+    atomic_write_text(live, saved.read_text())
+    return True
+
+
+def thresholds(repo: Path, model: str, version: int | str) -> dict:
+    """The thresholds.json a version was published with (also after it was rejected)."""
+    for base in (Path(repo) / model, rejected_dir(repo, model)):
+        p = base / str(version) / "thresholds.json"
+        if p.is_file():
+            return json.loads(p.read_text())
+    raise FileNotFoundError(f"{Path(repo) / model / str(version)}: no thresholds.json for version {version}")
+
+
+def publish(run_dir: Path, repo: Path, model: str = "social_tone", backend: str = "python", *,
+            model_file: Path | None = None, keep: int = 3, max_batch_size: int = MAX_BATCH,
+            execution_env: str | None = None, instances: int = 2, gpu: bool = False) -> dict:
     """Copy a run's ONNX graph (or TensorRT plan) and thresholds into the next version dir.
 
-    Returns the new version number. Nothing is loaded: that is reload's job. keep >= 2, so
-    the version before the newest stays on disk for a rollback.
+    Returns {version, backend, fallback?}. Nothing is loaded: that is reload's job. keep >= 2,
+    so the version before the newest stays on disk for a rollback. A tensorrt_plan publish of
+    a run without a plan serves the ONNX graph on the onnxruntime backend, and says so.
     """
     if keep < 2:
         raise ValueError("keep must be >= 2: rollback needs the previous version")
@@ -115,18 +186,23 @@ def publish(model_file: Path, run_dir: Path, repo: Path, model: str = "social_to
         raise ValueError(f"backend must be one of {BACKENDS}")
     model_dir = Path(repo) / model
     run_dir = Path(run_dir)
+    chosen, backend, fallback = choose_model_file(run_dir, backend)
+    model_file = Path(model_file) if model_file is not None else chosen
     cfg = json.loads((run_dir / "model_config.json").read_text())
-    thresholds = json.loads((run_dir / "thresholds.json").read_text())
+    thr = json.loads((run_dir / "thresholds.json").read_text())
+    config = render_config(model, backend, cfg["img_dim"], cfg["txt_dim"], cfg["n_labels"], max_batch_size,
+                           execution_env, instances, gpu)
+    record = {**serving_record(run_dir, backend, gpu), **({"fallback": fallback} if fallback else {})}
     version = next_version(repo, model)
     with atomic_dir(model_dir / str(version), replace=False) as tmp:
         shutil.copyfile(model_file, tmp / ("model.plan" if backend == "tensorrt_plan" else "model.onnx"))
         shutil.copyfile(run_dir / "thresholds.json", tmp / "thresholds.json")
         if backend == "python":
             shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
-    atomic_write_text(model_dir / "labels.txt", "\n".join(thresholds["label_names"]) + "\n")
-    atomic_write_text(model_dir / "config.pbtxt", render_config(model, backend, cfg["img_dim"], cfg["txt_dim"],
-                                                                cfg["n_labels"], max_batch_size, execution_env,
-                                                                instances))
+        (tmp / CONFIG).write_text(config)
+        (tmp / SERVING).write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(model_dir / "labels.txt", "\n".join(thr["label_names"]) + "\n")
+    atomic_write_text(model_dir / CONFIG, config)
     for old in versions(model_dir)[:-keep]:
         shutil.rmtree(model_dir / str(old))
-    return version
+    return {"version": version, "backend": backend, **({"fallback": fallback} if fallback else {})}

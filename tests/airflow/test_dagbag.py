@@ -1,5 +1,6 @@
 """DAG files import cleanly, light, with the expected graph."""
 import json
+import os
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ def test_no_import_errors_and_the_expected_graph():
     for a, b in zip(chain, chain[1:]):
         assert b in t[a].downstream_task_ids, (a, b)
     assert t["gate"].skip_on_exit_code == [5] and t["convert_tensorrt"].skip_on_exit_code == [5]
-    assert {"epochs", "lr", "batch_size", "force_promote", "skip_tensorrt"} <= set(dag.params.keys())
+    assert {"epochs", "lr", "batch_size", "force_promote", "skip_tensorrt", "tensorrt_fp16"} <= set(dag.params.keys())
     assert [o.name for o in t["promote"].outlets] == ["social_tone_champion"]
     # one place for mounts and env: every Docker task has the same mount and network
     docker = [t[i] for i in RETRAIN if type(t[i]).__name__ == "DockerOperator"]
@@ -62,3 +63,31 @@ def test_parse_is_fast_and_light():
     assert r["heavy"] == [] and r["files"] == 2
     assert r["warm"] < 0.2, f"slowest DAG file parsed in {r['warm']:.3f} s"
     assert r["cold"] < 1.0
+
+
+def test_tensorrt_step_gets_the_gpu_image_and_device_when_a_gpu_is_configured():
+    """One factory decides: with SOCIAL_TONE_GPU the TensorRT step runs in the TensorRT image
+    with every GPU, and publish puts the onnxruntime backend on KIND_GPU; without, nothing
+    asks for a device (the step skips itself in the CPU image)."""
+    code = (
+        "import json, logging; logging.disable(logging.CRITICAL)\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"t = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['warcov_retrain'].task_dict\n"
+        "ops = {i: o for i, o in t.items() if type(o).__name__ == 'DockerOperator'}\n"
+        "print('RESULT', json.dumps({i: [o.image, [r['Capabilities'] for r in o.device_requests or []],\n"
+        "                               o.command] for i, o in ops.items()}))\n")
+
+    def parse(**env):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, **env}).stdout
+        return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+
+    gpu = parse(SOCIAL_TONE_GPU="true", SOCIAL_TONE_TENSORRT_IMAGE="social-tone/tensorrt:24.10")
+    assert gpu["convert_tensorrt"][:2] == ["social-tone/tensorrt:24.10", [[["gpu"]]]]
+    assert "--fp16" in gpu["convert_tensorrt"][2] and "--data" in gpu["convert_tensorrt"][2]
+    assert {i for i, (image, devices, _) in gpu.items() if devices} == {"convert_tensorrt"}
+    assert {image for i, (image, _, _) in gpu.items() if i != "convert_tensorrt"} == {"social-tone/task:latest"}
+    assert gpu["publish"][2][gpu["publish"][2].index("--gpu") + 1] == "True"
+    cpu = parse(SOCIAL_TONE_GPU="false")
+    assert cpu["convert_tensorrt"][:2] == ["social-tone/task:latest", []]
+    assert cpu["publish"][2][cpu["publish"][2].index("--gpu") + 1] == "False"

@@ -1,0 +1,154 @@
+"""The production serving path, the parts that run without a GPU: the TensorRT profile and
+batched parity, publish's fallback to the onnxruntime backend, per-precision canary
+tolerances, GPU instance kinds, the config that travels with each version, gpu-smoke's skip."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks import convert_tensorrt as ct
+from tasks.parity import ATOL, tolerance
+from tasks.triton import repo as trepo
+from tasks.triton.reload import canary_tolerance
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_run(path: Path, n_labels: int = 5, plan: bool = False, fp16: bool = False) -> Path:
+    """A run dir as publish reads it (the graph's bytes are only copied, never run here)."""
+    path.mkdir(parents=True)
+    (path / "model_config.json").write_text(json.dumps({"img_dim": 4, "txt_dim": 3, "n_labels": n_labels}))
+    (path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5] * n_labels,
+                                                      "label_names": [f"t{i}" for i in range(n_labels)]}))
+    (path / "model.onnx").write_bytes(b"onnx graph")
+    if plan:
+        (path / "model.plan").write_bytes(b"tensorrt plan")
+        precision = "fp16" if fp16 else "fp32"
+        (path / "tensorrt.json").write_text(json.dumps({"ok": True, "fp16": fp16, "precision": precision,
+                                                        "atol": tolerance("tensorrt_plan", precision),
+                                                        "max_abs_diff": 4e-3, "profile": [1, 256, 1024]}))
+    else:  # what convert-tensorrt leaves on a host without a GPU
+        (path / "tensorrt.json").write_text(json.dumps({"skipped": True, "reason": "no CUDA device"}))
+    return path
+
+
+def test_profile_clamps_opt_to_max():
+    assert ct.profile_batches(1024, 256) == (1, 256, 1024)
+    assert ct.profile_batches(64, 256) == (1, 64, 64)  # opt > max: TensorRT would refuse the profile
+    with pytest.raises(ValueError, match=">= 1"):
+        ct.profile_batches(0, 256)
+
+
+class ReusingRunner:
+    """Like polygraphy's TrtRunner: every answer is a view of one output buffer that the next
+    call overwrites."""
+
+    def __init__(self, n_labels: int):
+        self.buffer = np.empty((1024, n_labels), np.float32)
+        self.calls = []
+
+    def infer(self, feed):
+        img, txt = feed["img_emb"], feed["txt_emb"]
+        self.calls.append(len(img))
+        out = self.buffer[:len(img)]
+        out[:] = img.sum(axis=1, keepdims=True) + txt.sum(axis=1, keepdims=True)
+        return {"logits": out}
+
+
+def test_parity_over_more_rows_than_max_batch_copies_each_answer():
+    rng = np.random.default_rng(0)
+    img, txt = rng.standard_normal((250, 4), np.float32), rng.standard_normal((250, 3), np.float32)
+    runner = ReusingRunner(5)
+    got = ct.infer_batched(runner.infer, img, txt, max_batch=100)
+    assert runner.calls == [100, 100, 50]
+    want = np.repeat(img.sum(axis=1, keepdims=True) + txt.sum(axis=1, keepdims=True), 5, axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)  # without the copy, rows 0-99 would hold rows 200-249's logits
+
+
+def test_tolerance_per_backend_and_precision():
+    assert tolerance("python") == tolerance("onnxruntime") == ATOL[("onnx", "fp32")] == 1e-4
+    assert tolerance("onnxruntime", gpu=True) == 1e-3  # TF32 on a GPU
+    assert tolerance("tensorrt_plan", "fp32") == 1e-3 and tolerance("tensorrt_plan", "fp16") == 2e-2
+    with pytest.raises(KeyError, match="no parity tolerance"):
+        tolerance("python", "fp16")
+
+
+def test_publish_without_a_plan_falls_back_to_onnxruntime(tmp_path):
+    run = fake_run(tmp_path / "run")
+    p = subprocess.run([sys.executable, "-m", "tasks", "publish", "--run", str(run), "--repo", str(tmp_path / "repo"),
+                        "--backend", "tensorrt_plan", "--gpu"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.splitlines()[-1])
+    assert r["version"] == 1 and r["backend"] == "onnxruntime"
+    assert "no TensorRT plan" in r["fallback"] and "no CUDA device" in r["fallback"]
+    assert "no TensorRT plan" in p.stderr  # said in the task log too
+    vdir = tmp_path / "repo" / "social_tone" / "1"
+    assert sorted(x.name for x in vdir.iterdir()) == ["config.pbtxt", "model.onnx", "serving.json", "thresholds.json"]
+    cfg = (tmp_path / "repo" / "social_tone" / "config.pbtxt").read_text()
+    assert 'backend: "onnxruntime"' in cfg and "KIND_GPU" in cfg and "count: 1" in cfg
+    serving = json.loads((vdir / "serving.json").read_text())
+    assert serving["canary_atol"] == tolerance("onnxruntime", gpu=True) and serving["fallback"]
+    assert canary_tolerance(tmp_path / "repo", "social_tone", 1) == 1e-3
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_a_plan_is_published_with_its_own_parity_tolerance(tmp_path, fp16):
+    run = fake_run(tmp_path / "run", plan=True, fp16=fp16)
+    r = trepo.publish(run, tmp_path / "repo", backend="tensorrt_plan")
+    assert r == {"version": 1, "backend": "tensorrt_plan"}
+    vdir = tmp_path / "repo" / "social_tone" / "1"
+    assert (vdir / "model.plan").read_bytes() == b"tensorrt plan" and not (vdir / "model.onnx").exists()
+    serving = json.loads((vdir / "serving.json").read_text())
+    assert serving["precision"] == ("fp16" if fp16 else "fp32")
+    assert serving["tensorrt_parity"]["max_abs_diff"] == 4e-3
+    # an FP16 plan's logits differ by ~4e-3: the canary must not use the ORT tolerance (1e-4)
+    assert canary_tolerance(tmp_path / "repo", "social_tone", 1) == (2e-2 if fp16 else 1e-3)
+
+
+def test_every_backend_declares_only_logits_and_cpu_or_gpu_instances():
+    for backend in trepo.BACKENDS:
+        for gpu in (False, True):
+            cfg = trepo.render_config("m", backend, 512, 768, 50, gpu=gpu)
+            assert cfg.count("name: \"logits\"") == 1 and "probs" not in cfg and 'label_filename: "labels.txt"' in cfg
+            on_gpu = backend == "tensorrt_plan" or (backend == "onnxruntime" and gpu)
+            assert ("KIND_GPU" in cfg) == on_gpu and ("KIND_CPU" in cfg) != on_gpu
+            assert f"max_queue_delay_microseconds: {500 if on_gpu else 0}" in cfg
+
+
+def test_the_config_travels_with_its_version(tmp_path):
+    """config.pbtxt is per model, the backend per version: a rollback or a restart puts back
+    the config the serving version was published with."""
+    repo = tmp_path / "repo"
+    trepo.publish(fake_run(tmp_path / "run1"), repo, backend="onnxruntime")
+    trepo.publish(fake_run(tmp_path / "run2", plan=True), repo, backend="tensorrt_plan")
+    live = repo / "social_tone" / "config.pbtxt"
+    assert 'backend: "tensorrt"' in live.read_text()
+    trepo.mark_good(repo, "social_tone", 1)  # v2 never passed a canary
+    r = trepo.prepare_start(repo, "social_tone")
+    assert r == {"model": "social_tone", "retired": [2], "version": 1}
+    assert 'backend: "onnxruntime"' in live.read_text()
+    assert trepo.restore_config(repo, "social_tone", 1) is False  # already in place
+    p = subprocess.run([sys.executable, "-m", "tasks", "triton-prepare", "--repo", str(tmp_path / "empty")],
+                       capture_output=True, text=True, cwd=REPO_ROOT)
+    assert p.returncode == 0 and json.loads(p.stdout.splitlines()[-1])["version"] is None
+
+
+def test_gpu_smoke_skips_cleanly_without_a_gpu():
+    if ct.cuda_devices() > 0:
+        pytest.skip("a GPU is present: run `make gpu-smoke` itself")
+    p = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu-smoke.sh")], capture_output=True, text=True,
+                       cwd=REPO_ROOT, timeout=60)
+    assert p.returncode == 5, p.stdout + p.stderr
+    assert "skipped: no GPU" in p.stdout
+
+
+def test_the_tensorrt_images_modules_parse_as_python_3_10():
+    """NGC 24.10 ships Python 3.10: what convert-tensorrt imports must not use newer syntax."""
+    import ast
+    for mod in ("__main__", "cli", "errors", "contract", "fsutil", "parity", "convert_tensorrt", "dataset", "split",
+                "triton/repo", "triton/reload", "triton/client"):
+        path = REPO_ROOT / "tasks" / f"{mod}.py"
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
