@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 AF_PY := $(AF_VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv airflow-venv engine images demo down test test-tasks test-airflow bench-train bench-serving bench-d2s gpu-smoke clean-venv
+.PHONY: venv airflow-venv engine images demo down test test-tasks test-airflow bench-train bench-serving bench-d2s fuzz gpu-smoke clean-venv
 
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
@@ -64,6 +64,11 @@ bench-serving: venv
 
 bench-d2s: venv airflow-venv images
 	SOCIAL_TONE_TASKS_PYTHON=$(PY) $(AF_PY) bench/drop_to_serving.py --rows 70252
+
+# The long fuzz run of validation; its figure is recorded in docs/reliability.md.
+fuzz: venv
+	$(PY) bench/fuzz_validate.py --examples 5000 --json bench/results/fuzz-validate.json
+	$(PY) docs/make_reliability.py
 
 # The GPU serving path (TensorRT FP32/FP16, onnxruntime on KIND_GPU, NGC Triton 24.10) on a host
 # with one GPU; exits 5 ("skipped") anywhere else. README: "GPU".

@@ -61,7 +61,8 @@ def warcov_retrain():
         return "duplicate_of" not in claimed
 
     validate = docker_task.task(S, "validate", ["validate", x(C + "['drop']"), "--kind", "labeled", "--report",
-                                                x(C + "['report']"), "--no-fail"])
+                                                x(C + "['report']"), "--schema", str(S.dataset / "schema.json"),
+                                                "--no-fail"])
 
     @task.branch
     def route(claimed: dict) -> str:
@@ -71,7 +72,8 @@ def warcov_retrain():
     def quarantine(claimed: dict) -> str:
         return drops.quarantine(S, claimed)
 
-    ingest = docker_task.task(S, "ingest", ["ingest", x(C + "['drop']"), "--dataset", str(S.dataset),
+    ingest = docker_task.task(S, "ingest", ["ingest", x(C + "['drop']"), "--validated", x(C + "['report']"),
+                                            "--dataset", str(S.dataset),
                                             "--remote", str(S.dvc_remote)], retries=1)
     train = docker_task.task(S, "train", [
         "train", "--data", str(S.dataset / "drops"), "--out", x(C + "['run']"), "--run-name", x(C + "['key']"),
@@ -97,7 +99,7 @@ def warcov_retrain():
     reload = docker_task.task(S, "reload", [
         "reload", "--run", x(C + "['run']"), "--repo", str(S.triton_repo), "--model", S.model_name,
         "--url", S.triton_grpc, "--expect-version-file", x(C + "['work']") + "/published.json",
-        "--canary-data", str(S.dataset / "drops")], retries=2)
+        "--canary-data", str(S.dataset / "drops")], triton_admin=True, retries=2)
     promote = docker_task.task(S, "promote", [
         "promote", "--run", x(C + "['run']"), "--pointer", str(S.champion_pointer),
         "--version-file", x(C + "['work']") + "/published.json", "--metrics", x(C + "['eval']") + "/metrics.json"],

@@ -21,13 +21,18 @@ def container_env(s: Settings) -> dict[str, str]:
     return env
 
 
-def task(s: Settings, task_id: str, command: list[str], *, gpu: bool = False, **kwargs) -> DockerOperator:
+def task(s: Settings, task_id: str, command: list[str], *, gpu: bool = False, triton_admin: bool = False,
+         **kwargs) -> DockerOperator:
     """A step of `python -m tasks` in the task image. The last stdout line (JSON) goes to XCom.
 
     gpu=True: when the host has one (SOCIAL_TONE_GPU), the step runs in the TensorRT image with
     every GPU; otherwise in the task image, where a GPU step skips itself (exit 5).
+    triton_admin=True: the step may load/unload models (Triton's admin secret, in the
+    container's private environment: not a templated field, so never shown in the UI).
     """
     on_gpu = gpu and s.gpu
+    secret = {"SOCIAL_TONE_TRITON_ADMIN_SECRET": s.triton_admin_secret} if triton_admin and s.triton_admin_secret \
+        else None
     return DockerOperator(
         task_id=task_id,
         image=s.tensorrt_image if on_gpu else s.task_image,
@@ -38,6 +43,7 @@ def task(s: Settings, task_id: str, command: list[str], *, gpu: bool = False, **
         mounts=[Mount(target=str(s.data_root), source=str(s.host_data_root), type="bind")],
         mount_tmp_dir=False,
         environment=container_env(s),
+        private_environment=secret,
         user=s.container_user,
         privileged=False,
         auto_remove="success",

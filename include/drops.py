@@ -1,8 +1,9 @@
 """Drop lifecycle on the data root: claim (inbox -> processing), quarantine, archive, duplicates.
 
 Every move is one rename on the same filesystem, so a drop is in exactly one place at any
-time and each drop is processed once. Nothing here reads arrays: the content digest hashes
-the files' bytes, which is what "the same drop" means. Light imports only (DAG side).
+time and each drop is processed once. Nothing here reads arrays or opens anything but the
+manifest (no-follow, non-blocking): claim costs the same for any drop, hostile or not. Light
+imports only (DAG side).
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import json
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 
 from include.settings import Settings
 
 log = logging.getLogger(__name__)
 MARKER = "_SUCCESS"
-DROP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # = tasks.contract.DROP_ID_RE
+DROP_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # = tasks.contract.DROP_ID_RE; use fullmatch
 SEEN = "seen-drops.json"
 
 
@@ -38,29 +40,59 @@ def _free(path: Path) -> Path:
     return path if not path.exists() else path.with_name(f"{path.name}.{_stamp()}")
 
 
+def valid_id(name: str) -> bool:
+    return DROP_ID_RE.fullmatch(name) is not None  # not .match: `$` lets a trailing newline through
+
+
 def complete_drops(inbox: Path) -> list[Path]:
-    """Drops whose marker exists, oldest marker first. A drop still being written has no marker."""
+    """Drops whose marker exists, oldest marker first. A drop still being written has no marker.
+
+    "Oldest" is the marker's ctime, which the kernel sets: a producer can set an mtime of 0,
+    not a ctime in the past, so nobody jumps the queue."""
     found = []
     for marker in Path(inbox).glob(f"*/{MARKER}"):
         d = marker.parent
         if d.name.startswith("."):  # a producer's temp dir (glob skips these anyway)
             continue
         try:
-            found.append((marker.stat().st_mtime, d.name, d))
+            found.append((os.lstat(marker).st_ctime_ns, d.name, d))
         except FileNotFoundError:  # claimed by someone else meanwhile
             continue
     return [d for _, _, d in sorted(found)]
 
 
+def _marker_problem(d: Path) -> str | None:
+    """The marker must be an empty regular file: not a directory, link, FIFO or device."""
+    st = os.lstat(d / MARKER)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a symlink" if stat.S_ISLNK(st.st_mode)
+                else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file")
+        return f"{d / MARKER}: the marker is {kind}; it must be an empty regular file"
+    if st.st_size:
+        return f"{d / MARKER}: the marker must be empty, it has {st.st_size} bytes"
+    return None
+
+
 def content_digest(drop: Path) -> str:
-    """sha256 over (name, bytes) of the drop's regular files, the marker excluded."""
+    """What makes two drops "the same": the manifest's data checksums, dims, label names and
+    kind (validation later proves the files match those checksums). Reads only the manifest,
+    at most 1 MiB of it, through a non-blocking, no-follow fd: constant time for a drop of
+    any size. An unreadable manifest is digested as raw bytes (validation will refuse it)."""
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(drop).iterdir() if p.name != MARKER):
-        h.update(f.name.encode() + b"\0")
-        if f.is_file() and not f.is_symlink():
-            with open(f, "rb") as fh:
-                while chunk := fh.read(1 << 22):
-                    h.update(chunk)
+    raw = b""
+    try:
+        fd = os.open(Path(drop) / "manifest.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raw = f.read(1 << 20)
+    except OSError:
+        pass
+    try:
+        m = json.loads(raw)
+        key = {k: m.get(k) for k in ("kind", "dims", "label_names", "files")}
+        h.update(json.dumps(key, sort_keys=True).encode())
+    except Exception:  # noqa: BLE001 - bad JSON, too deep, not a dict: validation names the problem
+        h.update(b"raw\0" + raw)
     return h.hexdigest()
 
 
@@ -81,9 +113,17 @@ def claim(s: Settings) -> dict | None:
             quarantine_path(s, d, d.name, {"ok": False, "problems": [
                 {"code": "symlink", "file": d.name, "message": f"{d}: the drop directory is a symlink"}]})
             continue
-        if not DROP_ID_RE.match(d.name):
+        if not valid_id(d.name):
             quarantine_path(s, d, d.name, {"ok": False, "problems": [
                 {"code": "bad_drop_id", "file": d.name, "message": f"{d.name!r}: not a valid drop id"}]})
+            continue
+        try:
+            bad_marker = _marker_problem(d)
+        except FileNotFoundError:
+            continue
+        if bad_marker:
+            quarantine_path(s, d, d.name, {"ok": False, "problems": [
+                {"code": "bad_marker", "file": MARKER, "message": bad_marker}]})
             continue
         dest = _free(s.processing / d.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +151,7 @@ def claim(s: Settings) -> dict | None:
 
 def quarantine_path(s: Settings, drop: Path, drop_id: str, report: dict) -> Path:
     """quarantine/<drop_id>/drop/ (the bytes as they came) + quarantine/<drop_id>/report.json."""
-    target = _free(s.quarantine / (drop_id if DROP_ID_RE.match(drop_id) else f"bad-id-{_stamp()}"))
+    target = _free(s.quarantine / (drop_id if valid_id(drop_id) else f"bad-id-{_stamp()}"))
     target.mkdir(parents=True)
     os.rename(drop, target / "drop")
     _write_json(target / "report.json", {"original_name": drop_id, **report})

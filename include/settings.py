@@ -36,6 +36,9 @@ class Settings:
     fs_conn_id: str
     poke_interval: int
     deferrable: bool
+    # Triton's model-repository API answers only this secret (tasks/triton/client.py); handed
+    # to the reload task alone, never rendered in the UI
+    triton_admin_secret: str | None = dataclasses.field(default=None, repr=False)
 
     # -- data root layout (docs/architecture.md) --
     @property
@@ -101,4 +104,5 @@ def load() -> Settings:
         # sensors wait in the triggerer; off only where no triggerer runs (dag.test ignores
         # a deferred sensor's timeout)
         deferrable=_env("SOCIAL_TONE_SENSOR_DEFERRABLE", "true").lower() in ("1", "true", "yes"),
+        triton_admin_secret=os.environ.get("SOCIAL_TONE_TRITON_ADMIN_SECRET") or None,
     )

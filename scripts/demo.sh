@@ -13,6 +13,13 @@ AIRFLOW_PORT=${DEMO_AIRFLOW_PORT:-8080}
 MLFLOW_PORT=${DEMO_MLFLOW_PORT:-5000}
 TRITON_HTTP=${DEMO_TRITON_HTTP:-8000}; TRITON_GRPC=${DEMO_TRITON_GRPC:-8001}; TRITON_METRICS=${DEMO_TRITON_METRICS:-8002}
 mkdir -p "$DEMO/run" "$DEMO/logs" "$DATA"/{inbox,triton,mlflow/artifacts,scoring/incoming}
+# Generated secrets live in $DEMO/secrets.env (mode 0600), made once and reused: Triton's
+# model-repository API answers only SOCIAL_TONE_TRITON_ADMIN_SECRET (the reload task gets it).
+umask 077
+[ -s "$DEMO/secrets.env" ] || "$PY" -c 'import secrets; print("SOCIAL_TONE_TRITON_ADMIN_SECRET=" + secrets.token_urlsafe(32))' \
+  > "$DEMO/secrets.env"
+set -a; . "$DEMO/secrets.env"; set +a
+umask 022
 
 export AIRFLOW_HOME=$DEMO/airflow PYTHONPATH=$REPO
 export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags AIRFLOW__CORE__LOAD_EXAMPLES=False
@@ -58,10 +65,14 @@ wait_for "Airflow" 240 curl -sf "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/h
 PASSFILE=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
 wait_for "the Airflow admin password" 60 test -s "$PASSFILE"
 PASSWORD=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" "$PASSFILE")
-TOKEN=$(curl -sf -X POST "http://127.0.0.1:$AIRFLOW_PORT/auth/token" -H 'Content-Type: application/json' \
-  -d "{\"username\": \"admin\", \"password\": \"$PASSWORD\"}" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-api() { curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AIRFLOW_PORT/api/v2/$1"; }
-wait_for "the DAGs to be parsed" 180 bash -c "$(declare -f api); TOKEN=$TOKEN AIRFLOW_PORT=$AIRFLOW_PORT; api dags/warcov_retrain"
+# the password and the token go through stdin and a 0600 header file, never a command line (ps)
+AUTH=$DEMO/run/auth-header
+(umask 077; "$PY" -c 'import json,sys; print(json.dumps({"username": "admin", "password": sys.stdin.read().strip()}))' \
+   <<<"$PASSWORD" | curl -sf -X POST "http://127.0.0.1:$AIRFLOW_PORT/auth/token" -H 'Content-Type: application/json' \
+   --data-binary @- | "$PY" -c 'import json,sys; print("Authorization: Bearer " + json.load(sys.stdin)["access_token"])' \
+   > "$AUTH")
+api() { curl -sf -H "@$AUTH" "http://127.0.0.1:$AIRFLOW_PORT/api/v2/$1"; }
+wait_for "the DAGs to be parsed" 180 bash -c "$(declare -f api); AUTH=$AUTH AIRFLOW_PORT=$AIRFLOW_PORT; api dags/warcov_retrain"
 
 N=$(ls "$DATA/archive" 2>/dev/null | grep -c '^demo-' || true)
 DROP=demo-$(printf %03d $((N + 1)))
@@ -100,7 +111,7 @@ names = c.label_names(d.manifest.n_labels, d.manifest.img_dim, d.manifest.txt_di
 p = c.infer(np.asarray(d.img[:1]), np.asarray(d.txt[:1]))  # Triton answers logits
 probs, topics = decide(p.logits, thresholds(f"{data}/triton", "social_tone", p.version)["thresholds"])
 truth = np.asarray(d.labels[0]) if d.labels is not None else None
-print(f"post {d.ids[0]} (model version {p.version}), top 5 topics:")
+print(f"post {d.ids[0]} (model version {p.version}): top 5 topics")
 for k in np.argsort(-probs[0])[:5]:
     said = "predicted" if topics[0][k] else "         "
     known = "" if truth is None else ("  (labeled)" if truth[k] else "  (not labeled)")

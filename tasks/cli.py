@@ -66,7 +66,7 @@ def cmd_import_warcov(args) -> dict:
 
 def cmd_validate(args) -> dict:
     from tasks import validate
-    report = validate.validate_drop(args.drop, require_kind=args.kind)
+    report = validate.validate_drop(args.drop, require_kind=args.kind, schema=validate.read_schema(args.schema))
     if args.report:
         validate.write_report(report, args.report)
     (log.info if report.ok else log.error)("%s", report.summary())
@@ -111,7 +111,13 @@ def cmd_export_onnx(args) -> dict:
 
 def cmd_ingest(args) -> dict:
     from tasks import ingest
-    return ingest.ingest(args.drop, args.dataset, args.remote)
+    digest = None
+    if args.validated is not None:
+        report = json.loads(Path(args.validated).read_text())
+        if not report.get("ok") or not report.get("manifest_sha256"):
+            raise ValueError(f"{args.validated}: not the report of a valid drop; nothing was ingested")
+        digest = report["manifest_sha256"]
+    return ingest.ingest(args.drop, args.dataset, args.remote, digest)
 
 
 def cmd_gate(args) -> dict:
@@ -216,10 +222,12 @@ def cmd_serve(args) -> dict:
     with server:
         # block SIGTERM/SIGINT only now (the server process must not inherit the mask), then wait on them
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-        if args.load:
-            from tasks.triton.client import TritonClient
-            if _prepare_start(args.repo, args.load)["version"] is not None:
-                TritonClient(server.grpc_url, args.load).load()
+        from tasks.triton.client import ADMIN_SECRET_ENV, TritonClient, admin_secret
+        if admin_secret() is None:
+            log.warning("%s is not set: the model-repository API is closed with a random secret nobody else "
+                        "knows, so no reload or rollback can reach this server", ADMIN_SECRET_ENV)
+        if args.load and _prepare_start(args.repo, args.load)["version"] is not None:
+            TritonClient(server.grpc_url, args.load, secret=server.admin_secret).load()
         log.info("tritonserver ready: gRPC %s, HTTP %s (log %s)", server.grpc_url, server.http_url, server.log_path)
         print(json.dumps({"grpc": server.grpc_url, "http": server.http_url, "pid": server.proc.pid}), flush=True)
         while server.proc.poll() is None:
@@ -270,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", type=Path, default=None, help="write the JSON report here")
     s.add_argument("--kind", choices=("labeled", "unlabeled"), default=None, help="require this kind")
     s.add_argument("--no-fail", action="store_true", help="exit 0 on an invalid drop (the report says it)")
+    s.add_argument("--schema", type=Path, default=None, help="the dataset's schema.json: a labeled drop must match "
+                                                             "its dims and label names (absent: no check yet)")
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("train", help="train the fusion MLP; writes a run dir")
@@ -310,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("drop", type=Path)
     s.add_argument("--dataset", type=Path, required=True, help="dataset root (drops land in DATASET/drops/)")
     s.add_argument("--remote", type=Path, default=None, help="DVC remote dir to push to")
+    s.add_argument("--validated", type=Path, default=None, help="the validation report: ingest only the manifest "
+                                                                "it validated (sha256)")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("gate", help="bless a candidate vs the champion (exit 5 = not blessed)")
@@ -459,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         print(json.dumps({"ok": False, "error": str(e)}))
         return EXIT_BAD_INPUT
+    except PermissionError as e:  # e.g. Triton refused a call without the admin secret
+        log.error("%s", e)
+        print(json.dumps({"ok": False, "error": str(e)}))
+        return EXIT_ERROR
     # the task's own compute time: bench/drop_to_serving.py subtracts it from the wall time
     print(json.dumps({**result, "elapsed_s": round(time.monotonic() - t0, 3)}, default=str))
     return EXIT_OK

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +32,25 @@ IMG, TXT, LABELS, IDS, TIMESTAMPS = "img_emb.npy", "txt_emb.npy", "labels.npy", 
 DATA_FILES = (IMG, TXT, LABELS, IDS, TIMESTAMPS)
 WARCOV_IMG_DIM, WARCOV_TXT_DIM, WARCOV_N_LABELS = 512, 768, 50
 KINDS = ("labeled", "unlabeled")
-# A drop id becomes a directory name under several roots: keep it boring.
-DROP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# A drop id becomes a directory name under several roots: keep it boring (use fullmatch:
+# `$` would also match before a trailing newline).
+DROP_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+LABEL_NAME_RE = re.compile(r"[^\x00-\x1f\x7f/\\]{1,128}")  # printable, no path separators
+
+# Bounds on what a drop may declare, so a hostile one is refused before it costs time or
+# memory (docs/data-contract.md). Each refusal names the bound.
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_JSON_DEPTH = 8
+MAX_ROWS = 50_000_000
+MAX_DIM = 65_536
+MAX_LABELS = 10_000
+MAX_ID_CHARS = 256
+MAX_DROP_BYTES = 256 << 30
+MAX_NPY_HEADER = 65_536
+
+
+def valid_drop_id(name: str) -> bool:
+    return isinstance(name, str) and DROP_ID_RE.fullmatch(name) is not None
 
 
 class ContractError(ValueError):
@@ -85,6 +105,8 @@ class Manifest:
         if version != SCHEMA_VERSION:
             raise ContractError(f"{where}: unsupported schema_version {version} (this code reads {SCHEMA_VERSION})")
         drop_id = need(obj, "drop_id", str)
+        if not valid_drop_id(drop_id):
+            raise ContractError(f"{where}: drop_id {drop_id[:200]!r} is not a valid drop id")
         kind = need(obj, "kind", str)
         if kind not in KINDS:
             raise ContractError(f"{where}: kind must be one of {KINDS}, got {kind!r}")
@@ -94,6 +116,11 @@ class Manifest:
         names = obj.get("label_names") or default_label_names(WARCOV_N_LABELS)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ContractError(f"{where}: label_names must be a list of strings")
+        if len(names) > MAX_LABELS:
+            raise ContractError(f"{where}: {len(names)} label names, over the limit of {MAX_LABELS}")
+        if bad := next((n for n in names if not LABEL_NAME_RE.fullmatch(n)), None):
+            raise ContractError(f"{where}: label name {bad[:200]!r} must be 1-128 printable characters "
+                                "without '/' or '\\'")
         if len(set(names)) != len(names):
             raise ContractError(f"{where}: label_names has duplicates")
         files_obj = need(obj, "files", dict)
@@ -105,29 +132,137 @@ class Manifest:
             files[name] = sha
         if rows < 0 or img_dim <= 0 or txt_dim <= 0:
             raise ContractError(f"{where}: rows and dims must be positive")
+        if rows > MAX_ROWS or img_dim > MAX_DIM or txt_dim > MAX_DIM:
+            raise ContractError(f"{where}: rows ({rows}) or dims ({img_dim}, {txt_dim}) over the limits "
+                                f"({MAX_ROWS} rows, {MAX_DIM} columns)")
+        for key in ("source", "created_at"):
+            if len(str(obj.get(key, ""))) > 1024:
+                raise ContractError(f"{where}: field '{key}' is longer than 1024 characters")
         return cls(drop_id=drop_id, kind=kind, rows=rows, img_dim=img_dim, txt_dim=txt_dim,
                    label_names=names, files=files, source=str(obj.get("source", "unknown")),
                    created_at=str(obj.get("created_at", "")), schema_version=version)
 
 
-def read_manifest(drop: Path) -> Manifest:
-    path = Path(drop) / MANIFEST
-    if not path.is_file():
-        raise ContractError(f"{path}: missing manifest")
+def open_regular(path: Path) -> int:
+    """An fd for a regular file, opened without following a symlink and without blocking (a
+    FIFO or a device never hangs the caller). Raises ContractError naming the file."""
+    path = Path(path)
     try:
-        obj = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ContractError(f"{path}: invalid JSON ({e})") from None
-    return Manifest.from_json(obj, where=str(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ContractError(f"{path}: missing file") from None
+    except OSError as e:
+        if os.path.islink(path):
+            raise ContractError(f"{path}: is a symlink; drops must contain regular files") from None
+        raise ContractError(f"{path}: cannot be opened ({e.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ContractError(f"{path}: not a regular file ({file_kind(st.st_mode)})")
+    return fd
+
+
+def file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symlink")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def json_depth(obj: Any) -> int:
+    """Nesting depth, iteratively (a recursive walk is what a deep document attacks)."""
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, list)):
+            depth = max(depth, d)
+            if depth > MAX_JSON_DEPTH:
+                return depth
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return depth
+
+
+def read_manifest(drop: Path) -> Manifest:
+    return read_manifest_with_digest(drop)[0]
+
+
+def read_manifest_with_digest(drop: Path) -> tuple[Manifest, str]:
+    """The manifest, and the sha256 of the very bytes it was parsed from (so a later step can
+    check it works on the manifest that was validated)."""
+    path = Path(drop) / MANIFEST
+    if not os.path.lexists(path):
+        raise ContractError(f"{path}: missing manifest")
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ContractError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ContractError(f"{path}: invalid JSON (nested too deeply)") from None
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, and ints past Python's digit limit
+        raise ContractError(f"{path}: invalid JSON ({str(e)[:200]})") from None
+    if json_depth(obj) > MAX_JSON_DEPTH:
+        raise ContractError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels")
+    return Manifest.from_json(obj, where=str(path)), hashlib.sha256(raw).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class NpyLayout:
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    header_bytes: int
+    file_bytes: int
+
+    @property
+    def data_bytes(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n * self.dtype.itemsize
+
+
+def npy_layout(path: Path) -> NpyLayout:
+    """A .npy file's dtype and shape from its header alone, checked against the file's size.
+    No data is read, so a lying header (a huge shape, a truncated body) costs nothing."""
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        if head[:6] != b"\x93NUMPY":
+            if head[:1] == b"\x80":  # the pickle protocol's first byte
+                raise ContractError(f"{path}: holds pickled Python objects, which are refused")
+            raise ContractError(f"{path}: not a .npy file (no NumPy magic; CSV, text or another format?)")
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f, max_header_size=MAX_NPY_HEADER)
+        except Exception as e:  # noqa: BLE001 - numpy's parser raises ValueError, SyntaxError, tokenize errors...
+            raise ContractError(f"{path}: not a readable .npy file (bad header: {type(e).__name__}: "
+                                f"{str(e)[:200]})") from None
+        header = f.tell()
+    if dtype.hasobject:
+        raise ContractError(f"{path}: holds pickled Python objects, which are refused")
+    if any(d < 0 for d in shape):
+        raise ContractError(f"{path}: not a readable .npy file (negative dimension in shape {shape})")
+    if fortran and len(shape) > 1:
+        raise ContractError(f"{path}: Fortran-ordered arrays are refused; save it C-ordered")
+    layout = NpyLayout(dtype, tuple(shape), header, size)
+    if header + layout.data_bytes != size:
+        raise ContractError(f"{path}: not a readable .npy file: {size} bytes, its header promises "
+                            f"{header + layout.data_bytes} (truncated, padded or a lying header)")
+    if layout.data_bytes > MAX_DROP_BYTES:
+        raise ContractError(f"{path}: {layout.data_bytes} bytes of data, over the {MAX_DROP_BYTES}-byte limit")
+    return layout
 
 
 def load_array(path: Path, mmap: bool = True) -> np.ndarray:
     """np.load without pickle; every failure becomes a ContractError naming the file."""
     path = Path(path)
-    if path.is_symlink():
-        raise ContractError(f"{path}: is a symlink; drops must contain regular files")
-    if not path.is_file():
-        raise ContractError(f"{path}: missing file")
+    os.close(open_regular(path))  # no symlinks, FIFOs or devices: never blocks
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as e:
@@ -184,7 +319,7 @@ class DropWriter:
                  img_dim: int = WARCOV_IMG_DIM, txt_dim: int = WARCOV_TXT_DIM,
                  label_names: list[str] | None = None, with_timestamps: bool = False,
                  source: str = "unknown", id_width: int = 32):
-        if not DROP_ID_RE.match(drop_id):
+        if not valid_drop_id(drop_id):
             raise ContractError(f"drop id {drop_id!r}: use letters, digits, '.', '_' or '-'")
         if kind not in KINDS:
             raise ContractError(f"kind must be one of {KINDS}")

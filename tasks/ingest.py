@@ -1,32 +1,65 @@
 """`tasks ingest`: add a validated drop to the training dataset, versioned with DVC.
 
-<dataset>/drops/<drop_id>/ gets the drop's files (hard links when on the same filesystem,
-else copies), atomically. <dataset> is a DVC repo without git (`dvc init --no-scm`);
-`drops/` is tracked as one DVC output whose md5 is the dataset version, pushed to a local
-remote so every version used for training can be restored (`dvc checkout` from drops.dvc).
-Re-ingesting the same drop (a retried task) is a no-op apart from the DVC bookkeeping.
+Ingest takes only what was validated:
+- the destination is <dataset>/drops/<the drop directory's name>, a valid drop id (never the
+  manifest's say-so: it must equal the name), and an existing drop of that id with other
+  content is refused, never replaced;
+- the manifest must be the one validation read (its sha256 in the validation report), and
+  every data file is copied (never linked: the producer may hold a link or a handle) and
+  hashed as it is copied; the copy must match the manifest, so what is trained on is exactly
+  what was validated;
+- files are opened without following links and without blocking (no FIFO can hang it);
+- the marker is ingest's own, not the producer's file;
+- one schema per dataset (<dataset>/schema.json, written by the first ingest): dims and label
+  names must match (validation checks this too, with the way out in its message).
+<dataset> is a DVC repo without git (`dvc init --no-scm`); `drops/` is tracked as one DVC
+output whose md5 is the dataset version, pushed to a local remote. Re-ingesting the same drop
+(a retried task) is a no-op apart from the DVC bookkeeping.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import yaml
 
-from tasks.contract import MANIFEST, MARKER, read_manifest
-from tasks.fsutil import atomic_dir
+from tasks.contract import (MANIFEST, MARKER, ContractError, Manifest, open_regular, read_manifest,
+                            read_manifest_with_digest, valid_drop_id)
+from tasks.fsutil import atomic_dir, atomic_write_json
 
 log = logging.getLogger(__name__)
 DROPS = "drops"
+SCHEMA = "schema.json"
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+def _copy_verified(src: Path, dst: Path, sha256: str | None) -> None:
+    """Copy through a no-follow, non-blocking fd, hashing what is copied."""
+    h = hashlib.sha256()
+    fd = open_regular(src)
+    with os.fdopen(fd, "rb") as fin, open(dst, "xb") as fout:
+        while block := fin.read(1 << 22):
+            h.update(block)
+            fout.write(block)
+    if sha256 is not None and h.hexdigest() != sha256:
+        raise ContractError(f"{src}: changed since it was validated (sha256 of the copy differs from the "
+                            "manifest); nothing was ingested")
+
+
+def schema_of(m: Manifest) -> dict:
+    return {"img_dim": m.img_dim, "txt_dim": m.txt_dim, "label_names": m.label_names}
+
+
+def _check_schema(dataset: Path, m: Manifest) -> None:
+    path = dataset / SCHEMA
+    if not path.is_file():
+        return
+    want = json.loads(path.read_text())
+    if want != schema_of(m):
+        raise ContractError(f"{m.drop_id}: its dims or label names differ from the dataset's {path}; "
+                            "a new label set starts a new dataset (docs/data-contract.md)")
 
 
 def _dvc_repo(dataset: Path, remote: Path | None):
@@ -43,16 +76,32 @@ def _dvc_repo(dataset: Path, remote: Path | None):
     return repo
 
 
-def ingest(drop: Path, dataset: Path, remote: Path | None = None) -> dict:
+def ingest(drop: Path, dataset: Path, remote: Path | None = None, manifest_sha256: str | None = None) -> dict:
     drop, dataset = Path(drop), Path(dataset)
-    m = read_manifest(drop)
-    dest = dataset / DROPS / m.drop_id
-    if dest.exists() and read_manifest(dest).files == m.files:
+    if not valid_drop_id(drop.name):
+        raise ContractError(f"{drop}: {drop.name!r} is not a valid drop id")
+    m, digest = read_manifest_with_digest(drop)
+    if m.drop_id != drop.name:
+        raise ContractError(f"{drop / MANIFEST}: drop_id {m.drop_id!r} differs from the directory name")
+    if manifest_sha256 is not None and digest != manifest_sha256:
+        raise ContractError(f"{drop / MANIFEST}: changed since it was validated; nothing was ingested")
+    if m.kind != "labeled":
+        raise ContractError(f"{drop}: only labeled drops go into the training dataset")
+    _check_schema(dataset, m)
+    dest = dataset / DROPS / drop.name  # a valid id has no separator and no leading '.': a direct child
+    if dest.exists():
+        if read_manifest(dest).files != m.files:
+            raise ContractError(f"{dest}: a drop with this id is already in the dataset with other content; "
+                                "send the new data under a new drop id")
         log.info("%s already in the dataset (same checksums): nothing to copy", m.drop_id)
     else:
-        with atomic_dir(dest) as tmp:
-            for name in list(m.files) + [MANIFEST, MARKER]:
-                _link_or_copy(drop / name, tmp / name)
+        with atomic_dir(dest, replace=False) as tmp:
+            for name in sorted(m.files):
+                _copy_verified(drop / name, tmp / name, m.files[name])
+            _copy_verified(drop / MANIFEST, tmp / MANIFEST, digest)
+            (tmp / MARKER).write_text("")  # ingest's own marker
+        if not (dataset / SCHEMA).is_file():
+            atomic_write_json(dataset / SCHEMA, schema_of(m))
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     repo = _dvc_repo(dataset, remote)
     try:

@@ -1,5 +1,6 @@
 import json
 import os
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,9 @@ from tasks import contract as c
 from tasks.fsutil import sha256_file
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "none")  # tests that track pass their own sqlite URI
+# Triton's model-repository API is closed behind this secret (tasks/triton/client.py); the
+# servers the tests start and the project's own reload share it, as in production.
+os.environ.setdefault("SOCIAL_TONE_TRITON_ADMIN_SECRET", secrets.token_urlsafe(24))
 
 
 def make_drop(path: Path, rows: int = 40, img_dim: int = 8, txt_dim: int = 6, n_labels: int = 4,

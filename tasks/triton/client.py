@@ -6,6 +6,7 @@ errors are retried with backoff so a Triton restart in the middle of a task is n
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -15,9 +16,32 @@ from tasks.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
+# The model-repository API can upload and run code (a Python model is code), and shared memory,
+# trace and logging can read or write the server's memory and files: the server answers those
+# only with this header (TritonServer, compose). Inference, health, metadata, config and
+# statistics stay open.
+ADMIN_HEADER = "social-tone-admin"  # HTTP; gRPC clients send it as metadata with Triton's prefix
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"
+ADMIN_SECRET_ENV = "SOCIAL_TONE_TRITON_ADMIN_SECRET"
+RESTRICTED = ("model-repository", "shared-memory", "trace", "logging")
+
+
+def admin_secret() -> str | None:
+    return os.environ.get(ADMIN_SECRET_ENV) or None
+
+
+def restricted_args(secret: str) -> list[str]:
+    """tritonserver flags that close the RESTRICTED protocols (gRPC) and APIs (HTTP) behind the header."""
+    spec = f"{','.join(RESTRICTED)}:{ADMIN_HEADER}={secret}"
+    return [f"--grpc-restricted-protocol={spec}", f"--http-restricted-api={spec}"]
+
 
 class TritonUnavailable(Unavailable):
     """Triton did not answer within the retry budget."""
+
+
+class TritonRefused(PermissionError):
+    """Triton refused a restricted call: the admin secret is missing or wrong."""
 
 
 @dataclass
@@ -30,10 +54,12 @@ class Prediction:
 
 class TritonClient:
     def __init__(self, url: str, model: str = "social_tone", retries: int = 5, backoff: float = 1.0,
-                 timeout: float | None = 120):
+                 timeout: float | None = 120, secret: str | None = None):
         import tritonclient.grpc as grpcclient
         self._g = grpcclient
         self.url, self.model = url, model
+        secret = secret or admin_secret()
+        self._admin = {GRPC_ADMIN_HEADER: secret} if secret else None  # sent on repository calls only
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
         self.client = grpcclient.InferenceServerClient(url)
         self._max_batch: int | None = None
@@ -45,6 +71,10 @@ class TritonClient:
             try:
                 return fn(*args, **kwargs)
             except InferenceServerException as e:
+                if "is restricted" in str(e):  # Triton says UNAVAILABLE here too: never retry it
+                    raise TritonRefused(f"{what}: Triton at {self.url} refused the call: "
+                                        f"{'wrong' if self._admin else 'no'} admin secret "
+                                        f"(${ADMIN_SECRET_ENV})") from e
                 unreachable = (e.status() or "").endswith("UNAVAILABLE") or "failed to connect" in str(e).lower()
                 if not unreachable:
                     raise
@@ -59,14 +89,16 @@ class TritonClient:
     # -- model repository API ---------------------------------------------------------------
     def load(self, config: str | None = None) -> None:
         """Load (or reload) the model; Triton keeps the old version when the load fails."""
-        self._call("load", self.client.load_model, self.model, config=config, client_timeout=self.timeout)
+        self._call("load", self.client.load_model, self.model, config=config, headers=self._admin,
+                   client_timeout=self.timeout)
         self._max_batch = None
 
     def unload(self) -> None:
-        self._call("unload", self.client.unload_model, self.model)
+        self._call("unload", self.client.unload_model, self.model, headers=self._admin)
 
     def ready_versions(self) -> list[int]:
-        index = self._call("repository index", self.client.get_model_repository_index, as_json=True)
+        index = self._call("repository index", self.client.get_model_repository_index, headers=self._admin,
+                           as_json=True)
         return sorted(int(m["version"]) for m in index.get("models", [])
                       if m.get("name") == self.model and m.get("state") == "READY" and m.get("version"))
 

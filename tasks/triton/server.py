@@ -1,13 +1,16 @@
 """A CPU tritonserver managed as a process: the one from PyPI's nvidia-pytriton wheel.
 
 Bound to 127.0.0.1, EXPLICIT model control, the Python backend assembled from the wheel's
-files. Used by the tests, the benchmarks and the embedded demo; production uses the NGC
+files. The model-repository API (and shared memory, trace, logging) answers only clients that
+send the admin secret (tasks/triton/client.py): $SOCIAL_TONE_TRITON_ADMIN_SECRET, or a random
+one generated here when none is set (then only this process's caller knows it). Used by the tests, the benchmarks and the embedded demo; production uses the NGC
 image with the same repository layout.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -52,8 +55,10 @@ def backend_dir(dest: Path) -> Path:
 
 class TritonServer:
     def __init__(self, model_repo: Path, workdir: Path, http_port: int | None = None, grpc_port: int | None = None,
-                 metrics_port: int | None = None, address: str = "127.0.0.1"):
+                 metrics_port: int | None = None, address: str = "127.0.0.1", admin_secret: str | None = None):
+        from tasks.triton.client import admin_secret as configured
         self.model_repo, self.workdir, self.address = Path(model_repo), Path(workdir), address
+        self.admin_secret = admin_secret or configured() or secrets.token_urlsafe(32)
         self.http_port, self.grpc_port = http_port or free_port(), grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.proc: subprocess.Popen | None = None
@@ -68,6 +73,7 @@ class TritonServer:
         return f"127.0.0.1:{self.http_port}"
 
     def start(self, timeout: float = 60) -> "TritonServer":
+        from tasks.triton.client import restricted_args
         src = _pytriton_dir()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.model_repo.mkdir(parents=True, exist_ok=True)
@@ -81,7 +87,8 @@ class TritonServer:
                f"--http-address={self.address}", f"--grpc-address={self.address}",
                f"--metrics-address={self.address}",
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
-               f"--metrics-port={self.metrics_port}", "--log-verbose=0", "--exit-timeout-secs=10"]
+               f"--metrics-port={self.metrics_port}", "--log-verbose=0", "--exit-timeout-secs=10",
+               *restricted_args(self.admin_secret)]
         cmd += os.environ.get("SOCIAL_TONE_TRITON_EXTRA_ARGS", "").split()  # e.g. --backend-config=...
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,

@@ -4,6 +4,7 @@ A throwaway AIRFLOW_HOME with a SQLite metadata DB, the repo's dags/ folder, and
 under pytest's tmp dir. Settings are environment, as in production (include/settings.py).
 """
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,8 @@ os.environ.update({
     "AIRFLOW_CONN_FS_DEFAULT": '{"conn_type": "fs", "extra": {"path": "/"}}',
     "SOCIAL_TONE_DATA_ROOT": str(HOME / "data"),
     "SOCIAL_TONE_POKE_INTERVAL": "1",
+    # Triton's model-repository API is closed behind it; the reload task gets it privately
+    "SOCIAL_TONE_TRITON_ADMIN_SECRET": secrets.token_urlsafe(24),
 })
 (HOME / "data").mkdir()
 sys.path.insert(0, str(REPO))
