@@ -43,13 +43,15 @@ def warcov_daily_scoring():
                       retry_delay=pendulum.duration(seconds=15),
                       timeout=int(os.environ.get("SOCIAL_TONE_SCORING_WAIT", str(6 * 3600))))
     validate = docker_task.task(S, "validate", ["validate", DROP, "--kind", "unlabeled",
-                                                "--report", f"{S.monitoring}/validation/{DAY}.json"], retries=0)
+                                                "--report", f"{S.monitoring}/validation/{DAY}.json"],
+                                writes=[S.monitoring], network=False, retries=0)
     score = docker_task.task(S, "score", ["score", DROP, "--out", PREDICTIONS, "--url", S.triton_grpc,
                                           "--repo", str(S.triton_repo), "--model", S.model_name,
-                                          "--batch", "{{ params.batch }}"])
+                                          "--batch", "{{ params.batch }}"], writes=[S.predictions])
     monitor = docker_task.task(S, "monitor", [
         "monitor", "--predictions", PREDICTIONS, "--day", DAY, "--root", str(S.monitoring), "--drop", DROP,
-        "--window", "{{ params.window }}", "--z", "{{ params.z }}", "--min-count", "{{ params.min_count }}"])
+        "--window", "{{ params.window }}", "--z", "{{ params.z }}", "--min-count", "{{ params.min_count }}"],
+        writes=[S.monitoring, S.mlflow_dir])
     wait >> validate >> score >> monitor
 
 

@@ -62,7 +62,7 @@ def warcov_retrain():
 
     validate = docker_task.task(S, "validate", ["validate", x(C + "['drop']"), "--kind", "labeled", "--report",
                                                 x(C + "['report']"), "--schema", str(S.dataset / "schema.json"),
-                                                "--no-fail"])
+                                                "--no-fail"], writes=[S.runs], network=False)
 
     @task.branch
     def route(claimed: dict) -> str:
@@ -74,36 +74,37 @@ def warcov_retrain():
 
     ingest = docker_task.task(S, "ingest", ["ingest", x(C + "['drop']"), "--validated", x(C + "['report']"),
                                             "--dataset", str(S.dataset),
-                                            "--remote", str(S.dvc_remote)], retries=1)
+                                            "--remote", str(S.dvc_remote)],
+                              writes=[S.dataset, S.dvc_remote], network=False, retries=1)
     train = docker_task.task(S, "train", [
         "train", "--data", str(S.dataset / "drops"), "--out", x(C + "['run']"), "--run-name", x(C + "['key']"),
         "--epochs", x("params.epochs"), "--lr", x("params.lr"), "--batch-size", x("params.batch_size"),
-        "--hidden", x("params.hidden")], retries=1)
+        "--hidden", x("params.hidden")], writes=[S.runs, S.mlflow_dir], retries=1)
     evaluate = docker_task.task(S, "evaluate", [
         "evaluate", "--run", x(C + "['run']"), "--data", str(S.dataset / "drops"), "--out", x(C + "['eval']"),
-        "--champion-pointer", str(S.champion_pointer)], retries=1)
+        "--champion-pointer", str(S.champion_pointer)], writes=[S.runs, S.mlflow_dir], retries=1)
     gate = docker_task.task(S, "gate", [
         "gate", "--metrics", x(C + "['eval']") + "/metrics.json", "--tolerance", x("params.gate_tolerance"),
         "--floor", x("params.gate_floor"), "--force", x("params.force_promote")],
-        skip_on_exit_code=docker_task.EXIT_SKIPPED)
+        writes=[S.runs], network=False, skip_on_exit_code=docker_task.EXIT_SKIPPED)
     export = docker_task.task(S, "export_onnx", ["export-onnx", "--run", x(C + "['run']"),
-                                                 "--data", str(S.dataset / "drops")])
+                                                 "--data", str(S.dataset / "drops")], writes=[S.runs, S.mlflow_dir])
     tensorrt = docker_task.task(S, "convert_tensorrt", [
         "convert-tensorrt", "--run", x(C + "['run']"), "--data", str(S.dataset / "drops"),
         "--skip", x("params.skip_tensorrt"), "--fp16", x("params.tensorrt_fp16")],
-        gpu=True, skip_on_exit_code=docker_task.EXIT_SKIPPED)
+        writes=[S.runs], network=False, gpu=True, skip_on_exit_code=docker_task.EXIT_SKIPPED)
     publish = docker_task.task(S, "publish", [
         "publish", "--run", x(C + "['run']"), "--repo", str(S.triton_repo), "--model", S.model_name,
         "--backend", S.triton_backend, "--gpu", str(S.gpu), "--record", x(C + "['work']") + "/published.json"],
-        trigger_rule="none_failed_min_one_success")
+        writes=[S.runs, S.triton_repo], network=False, trigger_rule="none_failed_min_one_success")
     reload = docker_task.task(S, "reload", [
         "reload", "--run", x(C + "['run']"), "--repo", str(S.triton_repo), "--model", S.model_name,
         "--url", S.triton_grpc, "--expect-version-file", x(C + "['work']") + "/published.json",
-        "--canary-data", str(S.dataset / "drops")], triton_admin=True, retries=2)
+        "--canary-data", str(S.dataset / "drops")], writes=[S.triton_repo], triton_admin=True, retries=2)
     promote = docker_task.task(S, "promote", [
         "promote", "--run", x(C + "['run']"), "--pointer", str(S.champion_pointer),
         "--version-file", x(C + "['work']") + "/published.json", "--metrics", x(C + "['eval']") + "/metrics.json"],
-        outlets=[CHAMPION], retries=1)
+        writes=[S.state, S.mlflow_dir], outlets=[CHAMPION], retries=1)
 
     # after evaluate (not blessed) or promote (served); never on the quarantine or duplicate paths,
     # and not after a failure: then the drop stays in processing/ for a retry

@@ -1,17 +1,53 @@
-"""The one DockerOperator factory: image, mounts, env, network, user and hardening in one place."""
+"""The one DockerOperator factory: image, mounts, env, network, user, limits and hardening.
+
+Least privilege per step: the data root is mounted read-only, and only the folders a step
+writes (`writes`) are mounted read-write on top. Steps that need no network (validation of
+untrusted input first) get none. Every container has a memory and a pids limit, the task an
+execution timeout, and the container is removed whatever the outcome (logs stay in Airflow).
+"""
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+from typing import Sequence
+
 from airflow.providers.docker.operators.docker import DockerOperator
-from docker.types import DeviceRequest, Mount
+from docker.types import DeviceRequest, Mount, Ulimit
 
 from include.settings import Settings
 
 EXIT_SKIPPED = 5  # tasks/cli.py: "does not apply" (no GPU, not blessed) -> Airflow skip
 
 
+class TaskOperator(DockerOperator):
+    """A DockerOperator that creates its read-write mount sources before the container
+    starts (Docker refuses a bind mount whose source does not exist yet)."""
+
+    def __init__(self, *, create_dirs: Sequence[str] = (), pids_limit: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.create_dirs = list(create_dirs)
+        self.pids_limit = pids_limit
+
+    def execute(self, context):
+        for d in self.create_dirs:
+            Path(d).mkdir(parents=True, exist_ok=True)
+        return super().execute(context)
+
+    def _run_image_with_mounts(self, target_mounts, add_tmp_variable: bool):
+        # provider 4.x takes no pids_limit: add it to the host config it builds (its client is cached)
+        cli = self.cli
+        create = cli.create_host_config
+        cli.create_host_config = lambda *a, **kw: create(*a, **kw, **({"pids_limit": self.pids_limit}
+                                                                      if self.pids_limit else {}))
+        try:
+            return super()._run_image_with_mounts(target_mounts, add_tmp_variable)
+        finally:
+            cli.create_host_config = create
+
+
 def container_env(s: Settings) -> dict[str, str]:
     env = {"MLFLOW_TRACKING_URI": s.mlflow_uri,
-           "SOCIAL_TONE_MLFLOW_ARTIFACTS": str(s.data_root / "mlflow" / "artifacts"),
+           "SOCIAL_TONE_MLFLOW_ARTIFACTS": str(s.mlflow_dir / "artifacts"),
            "SOCIAL_TONE_TRITON_GRPC": s.triton_grpc,
            "HOME": "/tmp", "DVC_NO_ANALYTICS": "1",
            "GIT_PYTHON_REFRESH": "quiet",  # no git in the image; the commit comes from the image's env
@@ -21,10 +57,17 @@ def container_env(s: Settings) -> dict[str, str]:
     return env
 
 
-def task(s: Settings, task_id: str, command: list[str], *, gpu: bool = False, triton_admin: bool = False,
-         **kwargs) -> DockerOperator:
-    """A step of `python -m tasks` in the task image. The last stdout line (JSON) goes to XCom.
+def _host(s: Settings, path: Path) -> str:
+    """The same folder as the Docker host sees it (the engine resolves bind sources)."""
+    return str(s.host_data_root / Path(path).relative_to(s.data_root))
 
+
+def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path] = (), network: bool = True,
+         gpu: bool = False, triton_admin: bool = False, **kwargs) -> DockerOperator:
+    """A step of `python3 -m tasks` in the task image. The last stdout line (JSON) goes to XCom.
+
+    writes: the folders under the data root the step writes; the rest is read-only.
+    network=False: no network at all (steps that read files only).
     gpu=True: when the host has one (SOCIAL_TONE_GPU), the step runs in the TensorRT image with
     every GPU; otherwise in the task image, where a GPU step skips itself (exit 5).
     triton_admin=True: the step may load/unload models (Triton's admin secret, in the
@@ -33,20 +76,27 @@ def task(s: Settings, task_id: str, command: list[str], *, gpu: bool = False, tr
     on_gpu = gpu and s.gpu
     secret = {"SOCIAL_TONE_TRITON_ADMIN_SECRET": s.triton_admin_secret} if triton_admin and s.triton_admin_secret \
         else None
-    return DockerOperator(
+    mounts = [Mount(target=str(s.data_root), source=str(s.host_data_root), type="bind", read_only=True)]
+    mounts += [Mount(target=str(w), source=_host(s, w), type="bind", read_only=False) for w in writes]
+    return TaskOperator(
         task_id=task_id,
         image=s.tensorrt_image if on_gpu else s.task_image,
         device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if on_gpu else None,
         command=["python3", "-m", "tasks", *command],
         docker_url=s.docker_url,
-        network_mode=s.network_mode,  # "host": Triton and MLflow listen on 127.0.0.1 only
-        mounts=[Mount(target=str(s.data_root), source=str(s.host_data_root), type="bind")],
+        network_mode=s.network_mode if network else "none",
+        mounts=mounts,
+        create_dirs=[str(w) for w in writes],
         mount_tmp_dir=False,
         environment=container_env(s),
         private_environment=secret,
         user=s.container_user,
         privileged=False,
-        auto_remove="success",
+        mem_limit=s.task_memory,
+        pids_limit=s.task_pids,
+        ulimits=[Ulimit(name="nofile", soft=4096, hard=4096)],
+        auto_remove="force",  # removed whatever the outcome; the log is in Airflow
+        execution_timeout=kwargs.pop("execution_timeout", dt.timedelta(minutes=s.task_timeout_minutes)),
         do_xcom_push=True,
         skip_on_exit_code=kwargs.pop("skip_on_exit_code", None),
         **kwargs,

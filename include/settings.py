@@ -36,6 +36,9 @@ class Settings:
     fs_conn_id: str
     poke_interval: int
     deferrable: bool
+    task_memory: str
+    task_pids: int
+    task_timeout_minutes: int
     # Triton's model-repository API answers only this secret (tasks/triton/client.py); handed
     # to the reload task alone, never rendered in the UI
     triton_admin_secret: str | None = dataclasses.field(default=None, repr=False)
@@ -67,6 +70,8 @@ class Settings:
     def predictions(self) -> Path: return self.data_root / "scoring" / "predictions"
     @property
     def monitoring(self) -> Path: return self.data_root / "monitoring"
+    @property
+    def mlflow_dir(self) -> Path: return self.data_root / "mlflow"
 
 
 def _owner(path: Path) -> str | None:
@@ -104,5 +109,9 @@ def load() -> Settings:
         # sensors wait in the triggerer; off only where no triggerer runs (dag.test ignores
         # a deferred sensor's timeout)
         deferrable=_env("SOCIAL_TONE_SENSOR_DEFERRABLE", "true").lower() in ("1", "true", "yes"),
+        # limits for every task container (include/docker_task.py)
+        task_memory=_env("SOCIAL_TONE_TASK_MEMORY", "8g"),
+        task_pids=int(_env("SOCIAL_TONE_TASK_PIDS", "512")),
+        task_timeout_minutes=int(_env("SOCIAL_TONE_TASK_TIMEOUT_MINUTES", "180")),
         triton_admin_secret=os.environ.get("SOCIAL_TONE_TRITON_ADMIN_SECRET") or None,
     )

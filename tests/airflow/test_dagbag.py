@@ -29,9 +29,22 @@ def test_no_import_errors_and_the_expected_graph():
     assert t["gate"].skip_on_exit_code == [5] and t["convert_tensorrt"].skip_on_exit_code == [5]
     assert {"epochs", "lr", "batch_size", "force_promote", "skip_tensorrt", "tensorrt_fp16"} <= set(dag.params.keys())
     assert [o.name for o in t["promote"].outlets] == ["social_tone_champion"]
-    # one place for mounts and env: every Docker task has the same mount and network
-    docker = [t[i] for i in RETRAIN if type(t[i]).__name__ == "DockerOperator"]
-    assert len(docker) == 10 and len({(d.network_mode, str(d.mounts)) for d in docker}) == 1
+    # one factory: every Docker task mounts the data root read-only, and read-write only what it writes
+    from airflow.providers.docker.operators.docker import DockerOperator
+    docker = {i: t[i] for i in RETRAIN if isinstance(t[i], DockerOperator)}
+    assert len(docker) == 10
+    root = os.environ["SOCIAL_TONE_DATA_ROOT"]
+    for i, d in docker.items():
+        assert d.mounts[0]["Target"] == root and d.mounts[0]["ReadOnly"] is True, i
+        assert all(m["Target"].startswith(root + "/") and not m["ReadOnly"] for m in d.mounts[1:]), i
+        assert d.auto_remove == "force" and d.mem_limit and d.pids_limit and d.execution_timeout, i
+    writes = {i: sorted(m["Target"][len(root) + 1:] for m in d.mounts[1:]) for i, d in docker.items()}
+    assert writes["validate"] == ["runs"] and docker["validate"].network_mode == "none"
+    assert writes["ingest"] == ["dataset", "dvc-remote"] and docker["ingest"].network_mode == "none"
+    assert writes["reload"] == ["triton"] and docker["reload"].network_mode != "none"
+    assert "SOCIAL_TONE_TRITON_ADMIN_SECRET" not in str(docker["reload"].environment)  # not rendered in the UI
+    assert list(docker["reload"]._private_environment) == ["SOCIAL_TONE_TRITON_ADMIN_SECRET"]
+    assert not any(d._private_environment for i, d in docker.items() if i != "reload")
 
 
 def test_daily_scoring_graph():
@@ -73,7 +86,7 @@ def test_tensorrt_step_gets_the_gpu_image_and_device_when_a_gpu_is_configured():
         "import json, logging; logging.disable(logging.CRITICAL)\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"t = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['warcov_retrain'].task_dict\n"
-        "ops = {i: o for i, o in t.items() if type(o).__name__ == 'DockerOperator'}\n"
+        "from airflow.providers.docker.operators.docker import DockerOperator\nops = {i: o for i, o in t.items() if isinstance(o, DockerOperator)}\n"
         "print('RESULT', json.dumps({i: [o.image, [r['Capabilities'] for r in o.device_requests or []],\n"
         "                               o.command] for i, o in ops.items()}))\n")
 
