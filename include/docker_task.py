@@ -72,10 +72,13 @@ def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path
     every GPU; otherwise in the task image, where a GPU step skips itself (exit 5).
     triton_admin=True: the step may load/unload models (Triton's admin secret, in the
     container's private environment: not a templated field, so never shown in the UI).
+    MLflow credentials, when set, go to every step the same private way.
     """
     on_gpu = gpu and s.gpu
     secret = {"SOCIAL_TONE_TRITON_ADMIN_SECRET": s.triton_admin_secret} if triton_admin and s.triton_admin_secret \
-        else None
+        else {}
+    if s.mlflow_password:  # MLflow basic auth
+        secret |= {"MLFLOW_TRACKING_USERNAME": s.mlflow_username or "", "MLFLOW_TRACKING_PASSWORD": s.mlflow_password}
     mounts = [Mount(target=str(s.data_root), source=str(s.host_data_root), type="bind", read_only=True)]
     mounts += [Mount(target=str(w), source=_host(s, w), type="bind", read_only=False) for w in writes]
     return TaskOperator(
@@ -89,7 +92,7 @@ def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path
         create_dirs=[str(w) for w in writes],
         mount_tmp_dir=False,
         environment=container_env(s),
-        private_environment=secret,
+        private_environment=secret or None,
         user=s.container_user,
         privileged=False,
         mem_limit=s.task_memory,

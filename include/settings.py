@@ -42,6 +42,9 @@ class Settings:
     # Triton's model-repository API answers only this secret (tasks/triton/client.py); handed
     # to the reload task alone, never rendered in the UI
     triton_admin_secret: str | None = dataclasses.field(default=None, repr=False)
+    # MLflow basic auth (compose): every task's private environment
+    mlflow_username: str | None = None
+    mlflow_password: str | None = dataclasses.field(default=None, repr=False)
 
     # -- data root layout (docs/architecture.md) --
     @property
@@ -114,4 +117,6 @@ def load() -> Settings:
         task_pids=int(_env("SOCIAL_TONE_TASK_PIDS", "512")),
         task_timeout_minutes=int(_env("SOCIAL_TONE_TASK_TIMEOUT_MINUTES", "180")),
         triton_admin_secret=os.environ.get("SOCIAL_TONE_TRITON_ADMIN_SECRET") or None,
+        mlflow_username=os.environ.get("MLFLOW_TRACKING_USERNAME") or None,
+        mlflow_password=os.environ.get("MLFLOW_TRACKING_PASSWORD") or None,
     )

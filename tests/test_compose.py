@@ -1,4 +1,5 @@
 """docker-compose.yaml: valid, loopback-only, socket behind a proxy, healthchecks, named volumes."""
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,18 +11,42 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
 
 
-def config(*files):
-    args = ["docker-compose", "--env-file", str(REPO / ".env.example")]
+@pytest.fixture(scope="module")
+def env_file(tmp_path_factory):
+    """.env as scripts/compose-init.sh writes it from .env.example (secrets generated)."""
+    root = tmp_path_factory.mktemp("compose")
+    env = root / ".env"
+    env.write_text((REPO / ".env.example").read_text().replace("SOCIAL_TONE_DATA_DIR=/srv/social-tone/data",
+                                                                f"SOCIAL_TONE_DATA_DIR={root / 'data'}"))
+    subprocess.run(["bash", str(REPO / "scripts" / "compose-init.sh"), str(env)], check=True, capture_output=True,
+                   cwd=REPO)
+    return env
+
+
+def clean_env() -> dict:
+    """The shell's environment wins over --env-file in compose: drop what the tests set."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SOCIAL_TONE_", "MLFLOW_", "AIRFLOW"))}
+
+
+def config(env_file, *files):
+    args = ["docker-compose", "--env-file", str(env_file)]
     for f in files:
         args += ["-f", str(REPO / f)]
-    p = subprocess.run(args + ["config"], capture_output=True, text=True, cwd=REPO)
+    p = subprocess.run(args + ["config"], capture_output=True, text=True, cwd=REPO, env=clean_env())
     assert p.returncode == 0, p.stderr
     return yaml.safe_load(p.stdout)
 
 
-def test_compose_validates_with_and_without_the_cpu_override():
-    base = config("docker-compose.yaml")
-    cpu = config("docker-compose.yaml", "docker-compose.cpu.yaml")
+def test_compose_refuses_to_start_without_generated_secrets():
+    p = subprocess.run(["docker-compose", "--env-file", str(REPO / ".env.example"), "-f",
+                        str(REPO / "docker-compose.yaml"), "config"], capture_output=True, text=True, cwd=REPO,
+                       env=clean_env())
+    assert p.returncode != 0 and "run scripts/compose-init.sh" in p.stderr
+
+
+def test_compose_validates_with_and_without_the_cpu_override(env_file):
+    base = config(env_file, "docker-compose.yaml")
+    cpu = config(env_file, "docker-compose.yaml", "docker-compose.cpu.yaml")
     assert base["services"]["triton"]["image"].startswith("nvcr.io/nvidia/tritonserver:24.10")
     assert cpu["services"]["triton"]["image"] == "social-tone/triton-cpu:latest"
     # GPU default: the model is loaded at start, after triton-prepare retired unverified versions
@@ -35,8 +60,8 @@ def test_compose_validates_with_and_without_the_cpu_override():
             "mlflow", "triton", "docker-proxy"} <= set(base["services"])
 
 
-def test_loopback_only_proxy_socket_healthchecks_volumes():
-    c = config("docker-compose.yaml")
+def test_loopback_only_proxy_socket_healthchecks_volumes(env_file):
+    c = config(env_file, "docker-compose.yaml")
     for name, svc in c["services"].items():
         for port in svc.get("ports", []):
             host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
@@ -51,6 +76,31 @@ def test_loopback_only_proxy_socket_healthchecks_volumes():
     assert env["SOCIAL_TONE_DOCKER_URL"] == "tcp://docker-proxy:2375"
     assert env["SOCIAL_TONE_DATA_ROOT"] == env["SOCIAL_TONE_HOST_DATA_ROOT"]
     assert {"pgdata", "airflow-logs"} <= set(c["volumes"])
+
+
+def test_tasks_cannot_reach_the_socket_proxy_and_nothing_has_a_default_password(env_file):
+    c = config(env_file, "docker-compose.yaml")
+    nets = {name: set(svc.get("networks", {})) for name, svc in c["services"].items()}
+    assert nets["docker-proxy"] == {"control"} and c["networks"]["control"]["internal"] is True
+    assert {n for n, ns in nets.items() if "control" in ns} == {
+        "docker-proxy", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+        "airflow-triggerer"}
+    env = c["services"]["airflow-scheduler"]["environment"]
+    task_net = env["SOCIAL_TONE_NETWORK_MODE"]
+    assert c["networks"]["tasks"]["name"] == task_net  # task containers join `tasks`: MLflow and Triton only
+    assert {n for n, ns in nets.items() if "tasks" in ns} == {"mlflow", "triton"}
+    assert nets["postgres"] == {"backend"} and c["networks"]["backend"]["internal"] is True
+    secrets = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
+                   and not line.startswith("#"))
+    for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
+                "MLFLOW_TRACKING_PASSWORD", "SOCIAL_TONE_TRITON_ADMIN_SECRET"):
+        assert env[key] == secrets[key].split()[0] and len(env[key]) >= 32, key
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].endswith("airflow-passwords.json")
+    assert "basic-auth" in c["services"]["mlflow"]["command"]
+    triton = " ".join(c["services"]["triton"]["command"])
+    assert f"model-repository,shared-memory,trace,logging:social-tone-admin={env['SOCIAL_TONE_TRITON_ADMIN_SECRET']}" \
+        in triton and "--http-restricted-api" in triton
+    assert c["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] not in ("change-me", "")
 
 
 def test_env_example_documents_every_setting():

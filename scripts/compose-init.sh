@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Before the first `docker-compose up`: write .env (mode 0600) from .env.example with every
+# secret generated, and the files that carry secrets into the services, under
+# $SOCIAL_TONE_DATA_DIR/secrets/ (mode 0700). Safe to run again: existing values are kept, and
+# only placeholders ("change-me", empty secrets) are replaced. Prints where everything is.
+#   scripts/compose-init.sh [ENV_FILE]      (default: .env)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENV=${1:-.env}
+umask 077
+[ -f "$ENV" ] || cp .env.example "$ENV"
+chmod 600 "$ENV"
+python3 - "$ENV" <<'PY'
+import base64, json, os, re, secrets, sys
+from pathlib import Path
+
+env = Path(sys.argv[1])
+lines = env.read_text().splitlines()
+values = {}
+for line in lines:
+    m = re.match(r"^([A-Z0-9_]+)=(\S*)", line)
+    if m:
+        values[m.group(1)] = m.group(2)
+token = lambda: secrets.token_urlsafe(32)  # noqa: E731
+generate = {
+    "POSTGRES_PASSWORD": token,
+    "AIRFLOW__CORE__FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "AIRFLOW__API_AUTH__JWT_SECRET": token,
+    "AIRFLOW__API__SECRET_KEY": token,
+    "AIRFLOW_ADMIN_PASSWORD": token,
+    "SOCIAL_TONE_TRITON_ADMIN_SECRET": token,
+    "MLFLOW_TRACKING_PASSWORD": token,
+}
+placeholder = lambda v: v in ("", "change-me", "admin", "password1234")  # noqa: E731
+out, seen = [], set()
+for line in lines:
+    m = re.match(r"^([A-Z0-9_]+)=(\S*)(.*)$", line)
+    if m and m.group(1) in generate:
+        key = m.group(1)
+        seen.add(key)
+        if placeholder(m.group(2)):
+            values[key] = generate[key]()
+            line = f"{key}={values[key]}{m.group(3)}"
+    out.append(line)
+for key in generate.keys() - seen:
+    values[key] = generate[key]()
+    out.append(f"{key}={values[key]}")
+env.write_text("\n".join(out) + "\n")
+
+data = Path(values.get("SOCIAL_TONE_DATA_DIR") or "/srv/social-tone/data")
+sec = data / "secrets"
+sec.mkdir(parents=True, exist_ok=True)
+os.chmod(sec, 0o700)
+# Airflow's simple auth manager reads the admin's password from this file (never admin:admin)
+(sec / "airflow-passwords.json").write_text(json.dumps({"admin": values["AIRFLOW_ADMIN_PASSWORD"]}))
+# MLflow's basic-auth app: its admin is the account the tasks log with
+user = values.get("MLFLOW_TRACKING_USERNAME") or "social-tone"
+(sec / "mlflow-auth.ini").write_text(
+    "[mlflow]\ndefault_permission = READ\n"
+    f"database_uri = sqlite:///{data}/mlflow/basic_auth.db\n"
+    f"admin_username = {user}\nadmin_password = {values['MLFLOW_TRACKING_PASSWORD']}\n"
+    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+# each file readable by the one service user that needs it: Airflow (50000), MLflow (10001)
+for name, uid in (("airflow-passwords.json", 50000), ("mlflow-auth.ini", 10001)):
+    f = sec / name
+    try:
+        os.chown(f, uid, 0)
+        os.chmod(f, 0o600)
+    except PermissionError:  # not root: group/other may read it, keep the folder private
+        os.chmod(f, 0o644)
+        print(f"note: could not chown {f} to uid {uid} (not root); it is mode 0644 inside the 0700 {sec}")
+os.chmod(sec, 0o711)  # traversable by the service users, not listable
+print(f"secrets generated in {env} (mode 0600) and {sec}/ (mode 0700)")
+print(f"Airflow UI login: admin / the AIRFLOW_ADMIN_PASSWORD in {env}")
+print(f"MLflow login: {user} / the MLFLOW_TRACKING_PASSWORD in {env}")
+PY
