@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 AF_PY := $(AF_VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv airflow-venv engine images demo down test test-tasks test-airflow bench-train bench-serving bench-d2s fuzz gpu-smoke clean-venv
+.PHONY: venv airflow-venv engine images demo down test test-tasks test-airflow bench-train bench-serving bench-d2s fuzz gpu-smoke team-up team-down clean-venv
 
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
@@ -64,6 +64,15 @@ bench-serving: venv
 
 bench-d2s: venv airflow-venv images
 	SOCIAL_TONE_TASKS_PYTHON=$(PY) $(AF_PY) bench/drop_to_serving.py --rows 70252
+
+# docker-compose.yaml in one command: secrets generated into .env (kept on later runs), then
+# the stack. Needs the images it names (README "A team server").
+team-up:
+	scripts/compose-init.sh
+	docker-compose up -d --build
+
+team-down:
+	docker-compose down
 
 # The long fuzz run of validation; its figure is recorded in docs/reliability.md.
 fuzz: venv

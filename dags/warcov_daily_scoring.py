@@ -51,7 +51,7 @@ def warcov_daily_scoring():
     monitor = docker_task.task(S, "monitor", [
         "monitor", "--predictions", PREDICTIONS, "--day", DAY, "--root", str(S.monitoring), "--drop", DROP,
         "--window", "{{ params.window }}", "--z", "{{ params.z }}", "--min-count", "{{ params.min_count }}"],
-        writes=[S.monitoring, S.mlflow_dir])
+        writes=[S.monitoring, S.mlflow_dir], alerts=True)
     wait >> validate >> score >> monitor
 
 

@@ -14,23 +14,27 @@ from typing import Sequence
 from airflow.providers.docker.operators.docker import DockerOperator
 from docker.types import DeviceRequest, Mount, Ulimit
 
-from include.settings import Settings
+from include.settings import Settings, hand_over
 
 EXIT_SKIPPED = 5  # tasks/cli.py: "does not apply" (no GPU, not blessed) -> Airflow skip
 
 
 class TaskOperator(DockerOperator):
-    """A DockerOperator that creates its read-write mount sources before the container
-    starts (Docker refuses a bind mount whose source does not exist yet)."""
+    """A DockerOperator that creates its read-write mount sources before the container starts
+    (Docker refuses a bind mount whose source does not exist yet) and hands them to the
+    containers' user."""
 
-    def __init__(self, *, create_dirs: Sequence[str] = (), pids_limit: int | None = None, **kwargs):
+    def __init__(self, *, settings: Settings, create_dirs: Sequence[str] = (), pids_limit: int | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.settings = settings
         self.create_dirs = list(create_dirs)
         self.pids_limit = pids_limit
 
     def execute(self, context):
         for d in self.create_dirs:
             Path(d).mkdir(parents=True, exist_ok=True)
+            hand_over(self.settings, Path(d))
         return super().execute(context)
 
     def _run_image_with_mounts(self, target_mounts, add_tmp_variable: bool):
@@ -63,7 +67,7 @@ def _host(s: Settings, path: Path) -> str:
 
 
 def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path] = (), network: bool = True,
-         gpu: bool = False, triton_admin: bool = False, **kwargs) -> DockerOperator:
+         gpu: bool = False, triton_admin: bool = False, alerts: bool = False, **kwargs) -> DockerOperator:
     """A step of `python3 -m tasks` in the task image. The last stdout line (JSON) goes to XCom.
 
     writes: the folders under the data root the step writes; the rest is read-only.
@@ -72,16 +76,21 @@ def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path
     every GPU; otherwise in the task image, where a GPU step skips itself (exit 5).
     triton_admin=True: the step may load/unload models (Triton's admin secret, in the
     container's private environment: not a templated field, so never shown in the UI).
+    alerts=True: the alert hooks (SOCIAL_TONE_ALERT_WEBHOOK / _COMMAND), the same private way.
     MLflow credentials, when set, go to every step the same private way.
     """
     on_gpu = gpu and s.gpu
     secret = {"SOCIAL_TONE_TRITON_ADMIN_SECRET": s.triton_admin_secret} if triton_admin and s.triton_admin_secret \
         else {}
+    if alerts:
+        secret |= {k: v for k, v in (("SOCIAL_TONE_ALERT_WEBHOOK", s.alert_webhook),
+                                     ("SOCIAL_TONE_ALERT_COMMAND", s.alert_command)) if v}
     if s.mlflow_password:  # MLflow basic auth
         secret |= {"MLFLOW_TRACKING_USERNAME": s.mlflow_username or "", "MLFLOW_TRACKING_PASSWORD": s.mlflow_password}
     mounts = [Mount(target=str(s.data_root), source=str(s.host_data_root), type="bind", read_only=True)]
     mounts += [Mount(target=str(w), source=_host(s, w), type="bind", read_only=False) for w in writes]
     return TaskOperator(
+        settings=s,
         task_id=task_id,
         image=s.tensorrt_image if on_gpu else s.task_image,
         device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if on_gpu else None,

@@ -16,7 +16,7 @@ import re
 import stat
 from pathlib import Path
 
-from include.settings import Settings
+from include.settings import Settings, hand_over
 
 log = logging.getLogger(__name__)
 MARKER = "_SUCCESS"
@@ -135,6 +135,7 @@ def claim(s: Settings) -> dict | None:
         key = f"{_stamp()}-{d.name}"
         work = s.runs / key
         work.mkdir(parents=True, exist_ok=True)
+        hand_over(s, work)  # the task containers write their outputs here
         claimed = {"drop_id": d.name, "drop": str(dest), "digest": digest, "key": key, "work": str(work),
                    "run": str(work / "model"), "eval": str(work / "eval"), "report": str(work / "validation.json")}
         if (first := seen(s).get(digest)) is not None:

@@ -23,7 +23,7 @@ class Settings:
     task_image: str
     docker_url: str
     network_mode: str
-    container_user: str | None
+    container_user: str
     triton_grpc: str
     triton_execution_env: str | None
     triton_backend: str
@@ -42,6 +42,9 @@ class Settings:
     # Triton's model-repository API answers only this secret (tasks/triton/client.py); handed
     # to the reload task alone, never rendered in the UI
     triton_admin_secret: str | None = dataclasses.field(default=None, repr=False)
+    # alert hooks of `tasks monitor` (a webhook URL often holds a token): its private environment
+    alert_webhook: str | None = dataclasses.field(default=None, repr=False)
+    alert_command: str | None = dataclasses.field(default=None, repr=False)
     # MLflow basic auth (compose): every task's private environment
     mlflow_username: str | None = None
     mlflow_password: str | None = dataclasses.field(default=None, repr=False)
@@ -77,14 +80,29 @@ class Settings:
     def mlflow_dir(self) -> Path: return self.data_root / "mlflow"
 
 
-def _owner(path: Path) -> str | None:
-    """Task containers run as the data root's owner so bind-mounted files stay theirs
-    (the image's own user, uid 10001, when the root does not exist yet)."""
+TASK_USER = "10001:10001"  # the task image's own user (docker/Dockerfile.task)
+
+
+def _owner(path: Path) -> str:
+    """Task containers run as the data root's owner so bind-mounted files stay theirs, but
+    never as root: when root owns the data root (or it does not exist yet) they run as the
+    task image's own user, and the DAG side hands them the folders they write (hand_over)."""
     try:
         st = path.stat()
     except OSError:
-        return None
-    return f"{st.st_uid}:{st.st_gid}"
+        return TASK_USER
+    return TASK_USER if st.st_uid == 0 else f"{st.st_uid}:{st.st_gid}"
+
+
+def hand_over(s: Settings, path: Path) -> None:
+    """Make a folder the DAG side created writable by the task containers' user (only a
+    root worker can, and only a root-owned data root needs it)."""
+    if os.geteuid() != 0 or not s.container_user:
+        return
+    uid, _, gid = s.container_user.partition(":")
+    st = os.lstat(path)
+    if (st.st_uid, st.st_gid) != (int(uid), int(gid or uid)):
+        os.lchown(path, int(uid), int(gid or uid))
 
 
 def load() -> Settings:
@@ -117,6 +135,8 @@ def load() -> Settings:
         task_pids=int(_env("SOCIAL_TONE_TASK_PIDS", "512")),
         task_timeout_minutes=int(_env("SOCIAL_TONE_TASK_TIMEOUT_MINUTES", "180")),
         triton_admin_secret=os.environ.get("SOCIAL_TONE_TRITON_ADMIN_SECRET") or None,
+        alert_webhook=os.environ.get("SOCIAL_TONE_ALERT_WEBHOOK") or None,
+        alert_command=os.environ.get("SOCIAL_TONE_ALERT_COMMAND") or None,
         mlflow_username=os.environ.get("MLFLOW_TRACKING_USERNAME") or None,
         mlflow_password=os.environ.get("MLFLOW_TRACKING_PASSWORD") or None,
     )

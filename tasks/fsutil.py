@@ -11,6 +11,23 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race with threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def ordinary_mode(path: Path, directory: bool = False) -> None:
+    """mkstemp/mkdtemp create 0600/0700 entries; what we publish gets the mode a plain
+    open()/mkdir() would give (readable by the other services' users under umask 022)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -24,6 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        ordinary_mode(Path(tmp))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -63,6 +81,7 @@ def atomic_dir(target: Path, replace: bool = True) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
+        ordinary_mode(tmp, directory=True)
         yield tmp
         if target.exists():
             if not replace:

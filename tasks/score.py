@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasks.contract import IDS, IMG, TIMESTAMPS, TXT, Drop, open_drop, read_rows
+from tasks.fsutil import ordinary_mode
 from tasks.topics import decide
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class _Writer:
         fd, tmp = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.", suffix=".tmp")
         os.close(fd)
         self.tmp = Path(tmp)
+        ordinary_mode(self.tmp)  # analysts and the dashboard read it as other users
         self._pq = None
         self._buffer: list[pa.Table] = []
         self._fh = None if fmt == "parquet" else open(self.tmp, "w", encoding="utf-8", newline="")

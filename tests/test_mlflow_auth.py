@@ -86,6 +86,9 @@ def test_anonymous_and_wrong_password_clients_are_refused(server):
 
 def test_tasks_log_with_the_credentials_from_their_environment(server, monkeypatch):
     url, values, _, _ = server
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI to os.environ: let monkeypatch put the
+    # old value back, or later tests' subprocesses would talk to this (stopped) server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "social-tone")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", values["MLFLOW_TRACKING_PASSWORD"])
     with tracking.run(url, run_name="auth-check") as active:

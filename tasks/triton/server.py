@@ -82,6 +82,9 @@ class TritonServer:
         # the stub links libpython and the CUDA runtime the wheel ships (unused on CPU)
         libs = [sysconfig.get_config_var("LIBDIR"), str(src.parent.parent / "nvidia_pytriton.libs")]
         env["LD_LIBRARY_PATH"] = ":".join(libs + [env.get("LD_LIBRARY_PATH", "")])
+        # the Python stub would write __pycache__ into version dirs, as this process's user:
+        # then the task that publishes and prunes versions could not remove them
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
         cmd = [str(src / "bin" / "tritonserver"), f"--model-repository={self.model_repo}",
                f"--backend-directory={backends}", "--model-control-mode=explicit",
                f"--http-address={self.address}", f"--grpc-address={self.address}",

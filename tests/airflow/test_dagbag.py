@@ -38,6 +38,8 @@ def test_no_import_errors_and_the_expected_graph():
         assert d.mounts[0]["Target"] == root and d.mounts[0]["ReadOnly"] is True, i
         assert all(m["Target"].startswith(root + "/") and not m["ReadOnly"] for m in d.mounts[1:]), i
         assert d.auto_remove == "force" and d.mem_limit and d.pids_limit and d.execution_timeout, i
+        if os.stat(root).st_uid == 0:  # root owns the data root: the tasks still never run as root
+            assert d.user == "10001:10001", i
     writes = {i: sorted(m["Target"][len(root) + 1:] for m in d.mounts[1:]) for i, d in docker.items()}
     assert writes["validate"] == ["runs"] and docker["validate"].network_mode == "none"
     assert writes["ingest"] == ["dataset", "dvc-remote"] and docker["ingest"].network_mode == "none"
