@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def main() -> int:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW_CONN_FS_DEFAULT": '{"conn_type": "fs", "extra": {"path": "/"}}',
         "SOCIAL_TONE_DATA_ROOT": str(data), "SOCIAL_TONE_POKE_INTERVAL": "1", "SOCIAL_TONE_TRITON_GRPC": grpc,
-        "SOCIAL_TONE_TRITON_EXECUTION_ENV": prefix, "MLFLOW_TRACKING_URI": f"sqlite:///{data}/mlflow/mlflow.db"})
+        "SOCIAL_TONE_TRITON_EXECUTION_ENV": prefix, "MLFLOW_TRACKING_URI": f"sqlite:///{data}/mlflow/mlflow.db",
+        "SOCIAL_TONE_TRITON_ADMIN_SECRET": secrets.token_urlsafe(32)})  # Triton and the reload task share it
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     triton = subprocess.Popen([tasks_py, "-m", "tasks", "serve", "--repo", data / "triton", "--workdir",

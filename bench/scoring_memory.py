@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def run_measured(cmd: list[str]) -> dict:
 
 
 def main() -> int:
+    os.environ.setdefault("SOCIAL_TONE_TRITON_ADMIN_SECRET", secrets.token_urlsafe(32))  # server + reload share it
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--json", type=Path, default=None)

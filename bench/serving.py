@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import platform
+import secrets
 import sys
 import tempfile
 import threading
@@ -33,9 +34,11 @@ from tasks import synth
 from tasks.export_onnx import export_onnx
 from tasks.train import TrainConfig, train
 from tasks.triton import repo as trepo
-from tasks.triton.client import TritonClient
+from tasks.triton.client import ADMIN_SECRET_ENV, GRPC_ADMIN_HEADER, TritonClient
 from tasks.triton.reload import reload
 from tasks.triton.server import TritonServer
+
+ADMIN: dict[str, str] = {}  # the admin header, set in main()
 
 MODEL = "social_tone"
 REGION_IDS = itertools.count()  # shared-memory region names are unique per server
@@ -95,7 +98,7 @@ def shm_caller(url: str, staged: bool = False):
             name = f"bench_{os.getpid()}_{next(REGION_IDS)}"
             isz, tsz, osz = img.nbytes, txt.nbytes, len(img) * 50 * 4
             local.h = shm.create_shared_memory_region(name, "/" + name, isz + tsz + osz)
-            local.c.register_system_shared_memory(name, "/" + name, isz + tsz + osz)
+            local.c.register_system_shared_memory(name, "/" + name, isz + tsz + osz, headers=ADMIN)
             regions.append((local.c, name, local.h))
             local.ins = [g.InferInput("img_emb", list(img.shape), "FP32"),
                          g.InferInput("txt_emb", list(txt.shape), "FP32")]
@@ -113,7 +116,7 @@ def shm_caller(url: str, staged: bool = False):
 
     def release():
         for c, name, h in regions:
-            c.unregister_system_shared_memory(name)
+            c.unregister_system_shared_memory(name, headers=ADMIN)
             shm.destroy_shared_memory_region(h)
         regions.clear()
     call.release = release
@@ -220,6 +223,8 @@ def reloads_under_load(run: Path, server: TritonServer, n_reloads: int, clients:
 
 
 def main() -> int:
+    os.environ.setdefault(ADMIN_SECRET_ENV, secrets.token_urlsafe(32))  # the server and reload share it
+    ADMIN[GRPC_ADMIN_HEADER] = os.environ[ADMIN_SECRET_ENV]  # shared memory is a restricted API
     ap = argparse.ArgumentParser()
     ap.add_argument("--reloads", type=int, default=100)
     ap.add_argument("--clients", type=int, default=4)

@@ -20,6 +20,8 @@ TRT_IMAGE=${SOCIAL_TONE_TENSORRT_IMAGE:-social-tone/tensorrt:24.10}
 TRITON_IMAGE=${SOCIAL_TONE_TRITON_GPU_IMAGE:-nvcr.io/nvidia/tritonserver:24.10-py3}
 GRPC_PORT=${GPU_SMOKE_GRPC_PORT:-18001}; HTTP_PORT=${GPU_SMOKE_HTTP_PORT:-18000}
 WORK=$(mktemp -d /tmp/social-tone-gpu-smoke.XXXXXX)
+# Triton's model-repository API closed, as in compose; only the reload steps get the secret
+SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 TRITON=social-tone-gpu-smoke-$$
 T0=$(date +%s)
 trap 'docker rm -f "$TRITON" >/dev/null 2>&1 || true' EXIT
@@ -29,7 +31,7 @@ task() {  # image, command... : one `python3 -m tasks` step, as the DAG's factor
   local image=$1; shift
   local gpu=(); [ "$image" = "$TRT_IMAGE" ] && gpu=(--gpus all)
   docker run --rm "${gpu[@]}" --network host -u "$(id -u):$(id -g)" -e HOME=/tmp -e MLFLOW_TRACKING_URI=none \
-    -v "$WORK:$WORK" "$image" python3 -m tasks "$@"
+    -e SOCIAL_TONE_TRITON_ADMIN_SECRET -v "$WORK:$WORK" "$image" python3 -m tasks "$@"
 }
 
 step "images"
@@ -60,7 +62,9 @@ task "$TASK_IMAGE" publish --run "$WORK/run" --repo "$WORK/repo" --model st_ort 
 step "NGC Triton on 127.0.0.1:$GRPC_PORT"
 docker run -d --name "$TRITON" --gpus all --network host -v "$WORK/repo:$WORK/repo:ro" "$TRITON_IMAGE" \
   tritonserver --model-repository="$WORK/repo" --model-control-mode=explicit --allow-metrics=false \
-  --grpc-address=127.0.0.1 --grpc-port="$GRPC_PORT" --http-address=127.0.0.1 --http-port="$HTTP_PORT" >/dev/null
+  --grpc-address=127.0.0.1 --grpc-port="$GRPC_PORT" --http-address=127.0.0.1 --http-port="$HTTP_PORT" \
+  "--grpc-restricted-protocol=model-repository,shared-memory,trace,logging:social-tone-admin=$SECRET" \
+  "--http-restricted-api=model-repository,shared-memory,trace,logging:social-tone-admin=$SECRET" >/dev/null
 for _ in $(seq 120); do
   curl -sf "127.0.0.1:$HTTP_PORT/v2/health/live" >/dev/null && break; sleep 1
 done
@@ -68,6 +72,7 @@ curl -sf "127.0.0.1:$HTTP_PORT/v2/health/live" >/dev/null || { docker logs "$TRI
 
 step "load + canary at each version's tolerance, then score a day through each backend"
 declare -A RUN=([st_trt]=run [st_trt16]=run16 [st_ort]=run)
+export SOCIAL_TONE_TRITON_ADMIN_SECRET=$SECRET  # passed (by name) to the task containers below
 for model in st_trt st_trt16 st_ort; do
   task "$TASK_IMAGE" reload --run "$WORK/${RUN[$model]}" --repo "$WORK/repo" --model "$model" \
     --url "127.0.0.1:$GRPC_PORT" --canary-data "$WORK/d" | tail -1
