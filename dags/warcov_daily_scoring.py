@@ -1,7 +1,8 @@
 """warcov_daily_scoring: each day's posts scored through Triton, then topic spikes and drift.
 
 wait_for_day (scoring/incoming/<ds>/_SUCCESS; timeout -> the day is skipped)
-  -> validate -> score (Parquet: post_id, timestamp, model version, p_<topic>, topics)
+  -> validate -> wait_for_model (a model is served: the champion pointer promote writes)
+  -> score (Parquet: post_id, timestamp, model version, p_<topic>, topics)
   -> monitor (monitoring/<ds>/: report.json, volumes.png, report.html; alerts)
 @daily with catchup: past days missing outputs run as a backfill. Re-running a day replaces
 its outputs atomically.
@@ -52,7 +53,12 @@ def warcov_daily_scoring():
         "monitor", "--predictions", PREDICTIONS, "--day", DAY, "--root", str(S.monitoring), "--drop", DROP,
         "--window", "{{ params.window }}", "--z", "{{ params.z }}", "--min-count", "{{ params.min_count }}"],
         writes=[S.monitoring, S.mlflow_dir], alerts=True)
-    wait >> validate >> score >> monitor
+    # score only once a model serves: promote writes the pointer after the version passed its
+    # canary (the demo's first days wait here for its first model instead of failing in score)
+    wait_model = FileSensor(task_id="wait_for_model", filepath=str(S.champion_pointer), fs_conn_id=S.fs_conn_id,
+                            deferrable=S.deferrable, poke_interval=max(S.poke_interval, 1), retries=0,
+                            timeout=int(os.environ.get("SOCIAL_TONE_MODEL_WAIT", str(24 * 3600))))
+    wait >> validate >> wait_model >> score >> monitor
 
 
 warcov_daily_scoring()

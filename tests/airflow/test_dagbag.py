@@ -51,7 +51,9 @@ def test_no_import_errors_and_the_expected_graph():
 
 def test_daily_scoring_graph():
     dag = dagbag().dags["warcov_daily_scoring"]
-    assert [t.task_id for t in dag.topological_sort()] == ["wait_for_day", "validate", "score", "monitor"]
+    assert [t.task_id for t in dag.topological_sort()] == ["wait_for_day", "validate", "wait_for_model", "score",
+                                                           "monitor"]
+    assert dag.task_dict["wait_for_model"].filepath.endswith("state/champion.json")
     assert dag.catchup and dag.max_active_runs == 1
     wait = dag.task_dict["wait_for_day"]
     assert wait.soft_fail and wait.deferrable and wait.filepath.endswith("{{ ds }}/_SUCCESS")

@@ -200,8 +200,22 @@ def test_daily_scoring_backfill_rerun_and_missing_day(stack):
     assert not [p for p in (data / "scoring" / "predictions").iterdir() if p.name.startswith(".")]
 
     # a day whose drop never comes: the sensor times out, the day is skipped, nothing is written
-    os.environ.update({"SOCIAL_TONE_SCORING_WAIT": "3", "SOCIAL_TONE_SENSOR_DEFERRABLE": "false"})
+    os.environ.update({"SOCIAL_TONE_SCORING_WAIT": "3", "SOCIAL_TONE_MODEL_WAIT": "3",
+                       "SOCIAL_TONE_SENSOR_DEFERRABLE": "false"})
     daily = DagBag(dag_folder=str(REPO / "dags")).dags["warcov_daily_scoring"]
     state, states = run_day(dt.date(2026, 11, 9))
     assert states["wait_for_day"] == "skipped" and states["score"] == "skipped", states
     assert not (data / "scoring" / "predictions" / "2026-11-09.parquet").exists()
+
+    # no model served yet (a new install, the demo's first minutes): the day waits for one in
+    # wait_for_model; score never runs against an empty Triton
+    champion_file = data / "state" / "champion.json"
+    champion_file.rename(data / "state" / "champion.json.aside")
+    try:
+        tasks_cli("synth", "--kind", "scoring", "--out", data / "scoring" / "incoming", "--rows", 500,
+                  "--days", 1, "--start", "2026-11-10")
+        state, states = run_day(dt.date(2026, 11, 10))
+        assert states["wait_for_model"] == "failed" and states["score"] == "upstream_failed", states
+        assert not (data / "scoring" / "predictions" / "2026-11-10.parquet").exists()
+    finally:
+        (data / "state" / "champion.json.aside").rename(champion_file)
