@@ -26,6 +26,18 @@ def make_drop(path: Path, rows: int = 40, img_dim: int = 8, txt_dim: int = 6, n_
     return path
 
 
+def trained_run(root: Path, rows: int, seed: int, epochs: int = 1, name: str = "run") -> Path:
+    """A synthetic drop root/d, and a trained + ONNX-exported run dir on it (tracking off)."""
+    from tasks import synth
+    from tasks.export_onnx import export_onnx
+    from tasks.train import TrainConfig, train
+    if not (root / "d").exists():
+        synth.write_labeled(root / "d", "d", rows=rows, seed=seed)
+    train([root / "d"], root / name, TrainConfig(max_epochs=epochs, seed=seed), tracking_uri="none")
+    export_onnx(root / name, [root / "d"], root / name / "model.onnx", tracking_uri="none")
+    return root / name
+
+
 def resign(drop: Path) -> None:
     """Recompute the manifest's checksums after a test tampers with a file on purpose,
     so validation reaches the check under test instead of stopping at the checksum."""

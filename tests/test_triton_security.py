@@ -13,13 +13,11 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from tasks import synth
-from tasks.export_onnx import export_onnx
-from tasks.train import TrainConfig, train
 from tasks.triton import repo as trepo
 from tasks.triton.client import ADMIN_HEADER, ADMIN_SECRET_ENV, TritonClient, TritonRefused
 from tasks.triton.reload import reload
 from tasks.triton.server import TritonServer
+from tests.conftest import trained_run
 
 MODEL = "social_tone"
 
@@ -32,9 +30,7 @@ def evil(marker) -> bytes:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("closed")
-    synth.write_labeled(root / "d", "d", rows=3000, seed=4)
-    train([root / "d"], root / "run", TrainConfig(max_epochs=1), tracking_uri="none")
-    export_onnx(root / "run", [root / "d"], root / "run" / "model.onnx", tracking_uri="none")
+    trained_run(root, rows=3000, seed=4)
     trepo.publish(root / "run", root / "repo", execution_env=sys.prefix)
     with TritonServer(root / "repo", root / "triton") as server:
         reload(root / "repo", MODEL, server.grpc_url, root / "run" / "model.onnx", root / "run" / "thresholds.json")
