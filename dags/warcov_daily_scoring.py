@@ -1,21 +1,24 @@
 """warcov_daily_scoring: each day's posts scored through Triton, then topic spikes and drift.
 
-wait_for_day (scoring/incoming/<ds>/_SUCCESS; timeout -> the day is skipped)
+wait_for_day (scoring/incoming/<ds>/_SUCCESS, until the day's end + SOCIAL_TONE_SCORING_WAIT;
+              a past day without a drop is skipped at once, with the reason in its log)
   -> validate -> wait_for_model (a model is served: the champion pointer promote writes)
   -> score (Parquet: post_id, timestamp, model version, p_<topic>, topics)
-  -> monitor (monitoring/<ds>/: report.json, volumes.png, report.html; alerts)
-@daily with catchup: past days missing outputs run as a backfill. Re-running a day replaces
-its outputs atomically.
+  -> monitor (monitoring/<ds>/: report.json, volumes.png, report.html; the trends dashboard
+     over every day, "Topic trends" in the Airflow UI; alerts)
+@daily with catchup: past days missing outputs run as a backfill. Several days run at once, so
+today's run waiting for its drop never holds back a backfilled or cleared day; only monitor
+goes day by day (depends_on_past: each day's window reads the days before it). Re-running a
+day replaces its outputs atomically.
 """
 from __future__ import annotations
-
-import os
 
 import pendulum
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import Param, dag
 
 from include import docker_task, settings
+from include.day_sensor import DaySensor
 
 S = settings.load()
 DAY = "{{ ds }}"
@@ -25,9 +28,9 @@ PREDICTIONS = f"{S.predictions}/{DAY}.parquet"
 
 @dag(
     schedule="@daily",
-    start_date=pendulum.parse(os.environ.get("SOCIAL_TONE_SCORING_START", "2026-11-01"), tz="UTC"),
+    start_date=pendulum.parse(S.scoring_start, tz="UTC"),
     catchup=True,
-    max_active_runs=1,  # days in order: each day's monitor reads the days before it
+    max_active_runs=4,  # today's run may wait hours for its drop: other days go past it
     tags=["social-tone", "scoring", "monitoring"],
     default_args={"retries": 1},
     params={
@@ -39,10 +42,9 @@ PREDICTIONS = f"{S.predictions}/{DAY}.parquet"
     doc_md=__doc__,
 )
 def warcov_daily_scoring():
-    wait = FileSensor(task_id="wait_for_day", filepath=f"{DROP}/_SUCCESS", fs_conn_id=S.fs_conn_id, deferrable=S.deferrable,
-                      poke_interval=max(S.poke_interval, 1), soft_fail=True, retries=3,
-                      retry_delay=pendulum.duration(seconds=15),
-                      timeout=int(os.environ.get("SOCIAL_TONE_SCORING_WAIT", str(6 * 3600))))
+    wait = DaySensor(task_id="wait_for_day", filepath=f"{DROP}/_SUCCESS", fs_conn_id=S.fs_conn_id,
+                     deferrable=S.deferrable, poke_interval=max(S.poke_interval, 1), retries=3,
+                     retry_delay=pendulum.duration(seconds=15), grace=pendulum.duration(seconds=S.scoring_grace_seconds))
     validate = docker_task.task(S, "validate", ["validate", DROP, "--kind", "unlabeled",
                                                 "--report", f"{S.monitoring}/validation/{DAY}.json"],
                                 writes=[S.monitoring], network=False, retries=0)
@@ -51,13 +53,14 @@ def warcov_daily_scoring():
                                           "--batch", "{{ params.batch }}"], writes=[S.predictions])
     monitor = docker_task.task(S, "monitor", [
         "monitor", "--predictions", PREDICTIONS, "--day", DAY, "--root", str(S.monitoring), "--drop", DROP,
-        "--window", "{{ params.window }}", "--z", "{{ params.z }}", "--min-count", "{{ params.min_count }}"],
-        writes=[S.monitoring, S.mlflow_dir], alerts=True)
+        "--window", "{{ params.window }}", "--z", "{{ params.z }}", "--min-count", "{{ params.min_count }}",
+        "--dashboard", str(S.dashboard)],
+        writes=[S.monitoring, S.mlflow_dir], alerts=True, depends_on_past=True)
     # score only once a model serves: promote writes the pointer after the version passed its
     # canary (the demo's first days wait here for its first model instead of failing in score)
     wait_model = FileSensor(task_id="wait_for_model", filepath=str(S.champion_pointer), fs_conn_id=S.fs_conn_id,
                             deferrable=S.deferrable, poke_interval=max(S.poke_interval, 1), retries=0,
-                            timeout=int(os.environ.get("SOCIAL_TONE_MODEL_WAIT", str(24 * 3600))))
+                            timeout=S.model_wait_seconds)
     wait >> validate >> wait_model >> score >> monitor
 
 

@@ -22,7 +22,7 @@ fi
 # proxy; `pip wheel` also turns sdist-only dependencies into wheels the image can install.
 REQ_HASH=$(sha256sum requirements.txt | cut -c1-12)
 WHEELS=${WHEELHOUSE:-$HOME/.cache/social-tone/wheelhouse-$REQ_HASH}
-grep -vE '^(pytest|hypothesis|nvidia-pytriton)' requirements.txt > docker/requirements-task.txt.tmp
+grep -vE '^(pytest|hypothesis|selenium|nvidia-pytriton)' requirements.txt > docker/requirements-task.txt.tmp
 if [ ! -f "$WHEELS/.complete" ]; then
   mkdir -p "$WHEELS"
   python3 -m pip wheel -q ${PIP_EXTRA_CA:+--cert "$PIP_EXTRA_CA"} -w "$WHEELS" -r docker/requirements-task.txt.tmp

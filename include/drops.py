@@ -101,6 +101,16 @@ def seen(s: Settings) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def new_run(s: Settings, name: str) -> dict:
+    """A new run directory runs/<UTC stamp>-<name>/ and the paths the training steps use in it."""
+    key = f"{_stamp()}-{name}"
+    work = s.runs / key
+    work.mkdir(parents=True, exist_ok=True)
+    hand_over(s, work)  # the task containers write their outputs here
+    return {"key": key, "work": str(work), "run": str(work / "model"), "eval": str(work / "eval"),
+            "report": str(work / "validation.json")}
+
+
 def claim(s: Settings) -> dict | None:
     """Move the oldest complete drop to processing/. Returns the paths a DAG run works with.
 
@@ -132,12 +142,7 @@ def claim(s: Settings) -> dict | None:
         except FileNotFoundError:
             continue
         digest = content_digest(dest)
-        key = f"{_stamp()}-{d.name}"
-        work = s.runs / key
-        work.mkdir(parents=True, exist_ok=True)
-        hand_over(s, work)  # the task containers write their outputs here
-        claimed = {"drop_id": d.name, "drop": str(dest), "digest": digest, "key": key, "work": str(work),
-                   "run": str(work / "model"), "eval": str(work / "eval"), "report": str(work / "validation.json")}
+        claimed = {"drop_id": d.name, "drop": str(dest), "digest": digest, **new_run(s, d.name)}
         if (first := seen(s).get(digest)) is not None:
             where = _free(s.archive / "duplicates" / d.name)
             where.parent.mkdir(parents=True, exist_ok=True)

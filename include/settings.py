@@ -39,6 +39,11 @@ class Settings:
     task_memory: str
     task_pids: int
     task_timeout_minutes: int
+    # the daily DAG: its first day, how long after a day's end its drop may still come, and
+    # how long a day waits for a served model
+    scoring_start: str
+    scoring_grace_seconds: int
+    model_wait_seconds: int
     # Triton's model-repository API answers only this secret (tasks/triton/client.py); handed
     # to the reload task alone, never rendered in the UI
     triton_admin_secret: str | None = dataclasses.field(default=None, repr=False)
@@ -76,6 +81,8 @@ class Settings:
     def predictions(self) -> Path: return self.data_root / "scoring" / "predictions"
     @property
     def monitoring(self) -> Path: return self.data_root / "monitoring"
+    @property
+    def dashboard(self) -> Path: return self.monitoring / "dashboard.html"  # the monitor task keeps it
     @property
     def mlflow_dir(self) -> Path: return self.data_root / "mlflow"
 
@@ -134,6 +141,9 @@ def load() -> Settings:
         task_memory=_env("SOCIAL_TONE_TASK_MEMORY", "8g"),
         task_pids=int(_env("SOCIAL_TONE_TASK_PIDS", "512")),
         task_timeout_minutes=int(_env("SOCIAL_TONE_TASK_TIMEOUT_MINUTES", "180")),
+        scoring_start=_env("SOCIAL_TONE_SCORING_START", "2026-11-01"),
+        scoring_grace_seconds=int(_env("SOCIAL_TONE_SCORING_WAIT", str(6 * 3600))),
+        model_wait_seconds=int(_env("SOCIAL_TONE_MODEL_WAIT", str(24 * 3600))),
         triton_admin_secret=os.environ.get("SOCIAL_TONE_TRITON_ADMIN_SECRET") or None,
         alert_webhook=os.environ.get("SOCIAL_TONE_ALERT_WEBHOOK") or None,
         alert_command=os.environ.get("SOCIAL_TONE_ALERT_COMMAND") or None,

@@ -196,11 +196,16 @@ def cmd_score(args) -> dict:
 def cmd_monitor(args) -> dict:
     from tasks import monitor
     r = monitor.monitor(args.predictions, dt.date.fromisoformat(args.day), args.root, args.drop, args.window,
-                        _tracking(args), z_thr=args.z, min_count=args.min_count, min_history=args.min_history,
+                        _tracking(args), dashboard=args.dashboard, z_thr=args.z, min_count=args.min_count, min_history=args.min_history,
                         drift_thr=args.drift, psi_thr=args.psi)
     return {"day": r["day"], "rows": r["rows"], "status": r["status"], "spikes": r["spikes"],
             "drift": {m: v["flagged"] for m, v in r["drift"].items()},
-            "report": str(Path(args.root) / r["day"] / monitor.PAGE)}
+            "report": str(Path(args.root) / r["day"] / monitor.PAGE), "dashboard": args.dashboard and str(args.dashboard)}
+
+
+def cmd_dashboard(args) -> dict:
+    from tasks import dashboard
+    return dashboard.build(args.root, args.out)
 
 
 def _prepare_start(repo: Path, model: str) -> dict:
@@ -426,8 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-history", type=int, default=7, help="earlier days needed before spikes are called")
     s.add_argument("--drift", type=float, default=0.05, help="input mean-shift floor (in units of spread)")
     s.add_argument("--psi", type=float, default=0.1, help="prediction-drift PSI threshold")
+    s.add_argument("--dashboard", type=Path, default=None, help="also rebuild the trends dashboard (HTML) here")
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_monitor)
+
+    s = sub.add_parser("dashboard", help="the trends dashboard over every monitored day -> one HTML file")
+    s.add_argument("--root", type=Path, required=True, help="monitoring root (ROOT/YYYY-MM-DD/report.json)")
+    s.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    s.set_defaults(func=cmd_dashboard)
 
     s = sub.add_parser("serve", help="run the CPU tritonserver (nvidia-pytriton) in the foreground")
     s.add_argument("--repo", type=Path, required=True)

@@ -102,11 +102,12 @@ def history(root: Path, day: dt.date, window: int) -> list[dict]:
     return found
 
 
-def robust_z(share: float, past: np.ndarray, n: int) -> tuple[float, float]:
+def robust_z(share: float, past: np.ndarray, n: int) -> tuple[float, float, float]:
+    """(z, median share, sigma of the share)."""
     med = float(np.median(past))
     mad = float(np.median(np.abs(past - med)))
     sigma = max(1.4826 * mad, np.sqrt(max(med * (1 - med), 1e-12) / max(n, 1)), 1.0 / max(n, 1))
-    return (share - med) / sigma, med
+    return (share - med) / sigma, med, sigma
 
 
 def psi(p: np.ndarray, q: np.ndarray, eps: float = 1e-4) -> float:
@@ -125,8 +126,10 @@ def analyse(day: dt.date, pred: dict, stats: dict | None, past: list[dict], z_th
         t = {"topic": name, "count": int(pred["counts"][k]), "expected": round(float(shares[k]) * n, 1),
              "share": float(shares[k])}
         if len(past):
-            z, med = robust_z(float(shares[k]), past_shares[:, k], n)
-            t.update(median_share=med, expected_count=round(med * n, 1), z=round(float(z), 2))
+            z, med, sigma = robust_z(float(shares[k]), past_shares[:, k], n)
+            # spike_level: the volume that would have made today a spike (the dashboard's band)
+            t.update(median_share=med, expected_count=round(med * n, 1), z=round(float(z), 2),
+                     spike_level=round(max((med + z_thr * sigma) * n, min_count), 1))
             t["spike"] = bool(not warming and z >= z_thr and t["expected"] >= min_count)
             if t["spike"]:
                 spikes.append(t)
@@ -182,12 +185,28 @@ def chart(report: dict, past: list[dict], path: Path, top: int = 6) -> None:
     plt.close(fig)
 
 
-def page(report: dict) -> str:
+MODALITY = {"img": "Image embeddings", "txt": "Text embeddings", "predictions": "Predicted topic mix"}
+
+
+def drift_in_words(drift: dict) -> list[str]:
+    """One sentence per drift check, e.g. 'Text embeddings: DRIFT, mean shift 0.31 (limit 0.05)'."""
+    out = []
+    for m, v in drift.items():
+        what, value = ("PSI", v["psi"]) if "psi" in v else ("mean shift", v["mean_shift"])
+        verdict = "DRIFT" if v["flagged"] else "no drift"
+        noise = f", sampling noise alone ~{v['noise']}" if "noise" in v else ""
+        out.append(f"{MODALITY.get(m, m)}: {verdict}, {what} {value} (limit {v['threshold']}{noise})")
+    return out
+
+
+def page(report: dict, dashboard_link: str | None = None) -> str:
     rows = "".join(f"<tr{' class=spike' if t.get('spike') else ''}><td>{html.escape(t['topic'])}</td>"
                    f"<td>{t['count']}</td><td>{t['share']:.2%}</td><td>{t.get('median_share', float('nan')):.2%}</td>"
                    f"<td>{t.get('z', '')}</td></tr>" for t in sorted(report["topics"], key=lambda t: -t.get("z", 0)))
-    drift = "".join(f"<li>{html.escape(m)}: {html.escape(json.dumps(v))}</li>" for m, v in report["drift"].items())
+    drift = "".join(f"<li>{html.escape(line)}</li>" for line in drift_in_words(report["drift"])) or \
+        "<li>not measured yet: no earlier days to compare with</li>"
     alerts = "".join(f"<li>{html.escape(a)}</li>" for a in report["alerts"]) or "<li>none</li>"
+    dashboard = f'<p><a href="{html.escape(dashboard_link)}">All days: the trends dashboard</a></p>' if dashboard_link else ""
     return f"""<!doctype html><meta charset="utf-8"><title>social-tone {report['day']}</title>
 <style>body{{font:14px sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:right}} .spike{{background:#fdd}}</style>
 <h1>Topic monitoring, {report['day']}</h1>
@@ -196,7 +215,7 @@ days in the window; status: {report['status']}.</p>
 <h2>Alerts</h2><ul>{alerts}</ul>
 <img src="{CHART}" alt="topic volumes" style="max-width:100%">
 <h2>Drift</h2><ul>{drift}</ul>
-<h2>Topics (highest z first)</h2><table><tr><th>topic</th><th>posts</th><th>share</th><th>usual share</th><th>z</th></tr>{rows}</table>
+{dashboard}<h2>Topics (highest z first)</h2><table><tr><th>topic</th><th>posts</th><th>share</th><th>usual share</th><th>z</th></tr>{rows}</table>
 """
 
 
@@ -221,7 +240,9 @@ def alert(report: dict) -> None:
 
 
 def monitor(predictions: Path, day: dt.date, root: Path, drop: Path | None = None, window: int = 28,
-            tracking_uri: str | None = None, **thresholds) -> dict:
+            tracking_uri: str | None = None, dashboard: Path | None = None, **thresholds) -> dict:
+    """One day's report under root/<day>/; with `dashboard`, the trends page over every day is
+    rebuilt there too (tasks/dashboard.py)."""
     pred = prediction_stats(predictions)
     stats = input_stats(drop) if drop is not None else None
     past = history(root, day, window)
@@ -231,13 +252,17 @@ def monitor(predictions: Path, day: dt.date, root: Path, drop: Path | None = Non
         if stats is not None:
             np.savez(tmp / STATS, **stats)
         chart(report, past, tmp / CHART)
-        atomic_write_text(tmp / PAGE, page(report))
+        link = os.path.relpath(dashboard, Path(root) / day.isoformat()) if dashboard else None
+        atomic_write_text(tmp / PAGE, page(report, link))
         with tracking.run(tracking_uri, run_name=f"monitor-{day.isoformat()}", experiment="social-tone-monitoring") as active:
             tracking.log_metrics(active, {"rows": report["rows"], "spikes": len(report["spikes"]),
                                           **{f"drift_{m}": v.get("psi", v.get("mean_shift"))
                                              for m, v in report["drift"].items()}})
             tracking.log_artifacts(active, tmp, f"monitoring/{day.isoformat()}")
     alert(report)
+    if dashboard is not None:
+        from tasks import dashboard as dash
+        log.info("dashboard: %s", dash.build(root, dashboard))
     log.info("%s: %d posts, %d spikes %s, drift %s", day, report["rows"], len(report["spikes"]), report["spikes"],
              {m: v["flagged"] for m, v in report["drift"].items()})
     return report

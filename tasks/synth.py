@@ -21,6 +21,25 @@ from tasks import contract as c
 LATENT, THEMES = 48, 8
 WARCOV_ROWS = 70_252
 CHUNK = 8192
+# Readable names for the synthetic topics, in the spirit of WarCov's hashtag clusters (war in
+# Ukraine, COVID-19, politics): an analyst reads "refugees", not "topic_17". Index k keeps
+# the prevalence rank it had before (about 1% for the first to 18% for the last).
+TOPIC_NAMES = (
+    "ceasefire_talks", "prisoner_exchange", "grain_corridor", "nuclear_plant", "cyber_attacks",
+    "drone_strikes", "mobilisation", "war_crimes", "tank_deliveries", "air_defence",
+    "border_crossings", "humanitarian_aid", "refugees", "volunteers", "donations",
+    "energy_prices", "fuel_prices", "inflation", "interest_rates", "sanctions",
+    "nato_summit", "eu_council", "un_resolutions", "diplomacy", "disinformation",
+    "propaganda", "media_freedom", "elections", "parliament", "government",
+    "opposition", "protests", "courts", "healthcare", "hospitals",
+    "vaccines", "booster_doses", "covid_cases", "lockdown", "masks",
+    "remote_school", "remote_work", "long_covid", "travel_rules", "sports",
+    "culture", "religion", "weather", "economy", "war_in_ukraine",
+)
+
+
+def topic_names(n: int) -> list[str]:
+    return list(TOPIC_NAMES[:n]) if n <= len(TOPIC_NAMES) else c.default_label_names(n)
 
 
 @dataclasses.dataclass
@@ -105,7 +124,7 @@ def write_labeled(out: Path, drop_id: str, rows: int = WARCOV_ROWS, seed: int = 
                   txt_dim: int = c.WARCOV_TXT_DIM, world_seed: int | None = None) -> c.Manifest:
     """A labeled training drop. `world_seed` fixes the topics (default: seed); `seed` the posts."""
     world = make_world(seed if world_seed is None else world_seed, n_labels, img_dim, txt_dim)
-    w = c.DropWriter(out, drop_id, rows, "labeled", img_dim, txt_dim, c.default_label_names(n_labels),
+    w = c.DropWriter(out, drop_id, rows, "labeled", img_dim, txt_dim, topic_names(n_labels),
                      source=f"synth:seed={seed},world={world_seed if world_seed is not None else seed}")
     with w:
         for i, start in enumerate(range(0, rows, CHUNK)):

@@ -32,7 +32,7 @@ def test_run_dir_holds_a_pickle_free_checkpoint_thresholds_and_history(trained):
     assert set(state) == {"net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias"}
     assert state["net.0.weight"].shape == (256, 512 + 768) and state["net.3.weight"].shape == (50, 256)
     thr = json.loads((run / "thresholds.json").read_text())
-    assert len(thr["thresholds"]) == 50 and thr["label_names"][0] == "topic_00" and thr["tuned"]
+    assert len(thr["thresholds"]) == 50 and thr["label_names"][0] == "ceasefire_talks" and thr["tuned"]
     history = json.loads((run / "history.json").read_text())
     assert len(history) == summary["epochs_run"] <= 8
     assert {"epoch", "train_loss", "val_loss", "val_macro_f1_at_0.5", "lr"} <= set(history[0])

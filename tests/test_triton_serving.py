@@ -71,7 +71,7 @@ def test_publish_v1_and_serve_it(runs, server):
         thr = np.asarray(json.loads((root / "run1" / "thresholds.json").read_text())["thresholds"])
         served_thr = trepo.thresholds(server.model_repo, MODEL, p.version)["thresholds"]
         np.testing.assert_array_equal(decide(p.logits, served_thr)[1], 1 / (1 + np.exp(-want)) >= thr)
-        assert c.label_names(50, 512, 768)[:2] == ["topic_00", "topic_01"]
+        assert c.label_names(50, 512, 768)[:2] == ["ceasefire_talks", "prisoner_exchange"]  # synth names
 
 
 def test_merged_and_oversized_requests_each_get_their_own_rows(runs, server):
@@ -252,7 +252,7 @@ def test_config_and_pruning(runs, tmp_path):
     cfg = (model_dir / "config.pbtxt").read_text()
     assert 'backend: "python"' in cfg and "max_batch_size: 1024" in cfg
     assert "max_queue_delay_microseconds: 0" in cfg and "dims: [ 768 ]" in cfg
-    assert (model_dir / "labels.txt").read_text().splitlines()[0] == "topic_00"
+    assert (model_dir / "labels.txt").read_text().splitlines()[0] == "ceasefire_talks"
     assert 'backend: "tensorrt"' in trepo.render_config("m", "tensorrt_plan", 512, 768, 50)
     with pytest.raises(ValueError, match="keep"):
         trepo.publish(root / "run1", tmp_path / "repo", keep=1)

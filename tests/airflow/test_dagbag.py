@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO
 
@@ -54,9 +55,13 @@ def test_daily_scoring_graph():
     assert [t.task_id for t in dag.topological_sort()] == ["wait_for_day", "validate", "wait_for_model", "score",
                                                            "monitor"]
     assert dag.task_dict["wait_for_model"].filepath.endswith("state/champion.json")
-    assert dag.catchup and dag.max_active_runs == 1
+    # days run side by side (today's wait never holds back another day); monitor goes in order
+    assert dag.catchup and dag.max_active_runs > 1 and dag.task_dict["monitor"].depends_on_past
+    assert not any(t.depends_on_past for i, t in dag.task_dict.items() if i != "monitor")
     wait = dag.task_dict["wait_for_day"]
     assert wait.soft_fail and wait.deferrable and wait.filepath.endswith("{{ ds }}/_SUCCESS")
+    assert dag.task_dict["monitor"].command[-2:] == ["--dashboard", str(Path(os.environ["SOCIAL_TONE_DATA_ROOT"])
+                                                                       / "monitoring" / "dashboard.html")]
 
 
 def test_parse_is_fast_and_light():
@@ -77,7 +82,7 @@ def test_parse_is_fast_and_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     r = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
     print(r)
-    assert r["heavy"] == [] and r["files"] == 2
+    assert r["heavy"] == [] and r["files"] == 3
     assert r["warm"] < 0.2, f"slowest DAG file parsed in {r['warm']:.3f} s"
     assert r["cold"] < 1.0
 

@@ -1,0 +1,48 @@
+"""warcov_retrain_now: retrain on the current dataset with other params, no new drop needed.
+
+Trigger it from the UI ("Trigger" with the params form: epochs, lr, batch size, hidden size,
+force_promote, gate tolerance...). It trains on every drop ingested so far (dataset/drops), then
+takes the same model and serving steps as warcov_retrain (include/training.py):
+
+prepare -> [model] train -> evaluate -> gate
+        -> [serving] export_onnx -> convert_tensorrt -> publish -> reload -> promote
+
+A separate DAG, so the continuous warcov_retrain run (waiting for the next drop) never blocks
+it. The gate still decides: a candidate worse than the champion is not served unless
+force_promote.
+"""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+from include import drops, settings, training
+
+S = settings.load()
+
+
+@dag(
+    schedule=None,  # manual only
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["social-tone", "training"],
+    default_args={"retries": 0},
+    params=training.params(S),
+    doc_md=__doc__,
+)
+def warcov_retrain_now():
+    @task
+    def prepare() -> dict:
+        """A run directory for this retraining, once there is a dataset to train on."""
+        from airflow.sdk.exceptions import AirflowFailException
+        if not (S.dataset / "drops").is_dir() or not any((S.dataset / "drops").iterdir()):
+            raise AirflowFailException(f"no dataset yet at {S.dataset / 'drops'}: drop a labeled drop into "
+                                       f"{S.inbox} first (warcov_retrain ingests it)")
+        return drops.new_run(S, "retrain-now")
+
+    step = training.steps(S, paths_from="prepare")
+    prepare() >> step["train"]
+
+
+warcov_retrain_now()

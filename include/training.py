@@ -1,0 +1,79 @@
+"""The training-to-serving steps, shared by warcov_retrain (a new drop) and
+warcov_retrain_now (the current dataset, from the UI): one declaration of the steps, their
+params and their wiring.
+
+  [model]   train -> evaluate -> gate
+  [serving] export_onnx -> convert_tensorrt -> publish -> reload -> promote
+
+`paths_from` is the task whose XCom holds the run's paths (drops.new_run: run, eval, work,
+key). Task groups only group the graph; task ids stay plain (prefix_group_id=False).
+"""
+from __future__ import annotations
+
+from airflow.sdk import Asset, Param, TaskGroup
+
+from include import docker_task
+from include.settings import Settings
+
+CHAMPION = Asset(name="social_tone_champion", uri="file:///social-tone/champion")
+
+
+def params(s: Settings) -> dict[str, Param]:
+    return {
+        "epochs": Param(20, type="integer", minimum=1, description="max epochs (early stopping decides)"),
+        "lr": Param(3e-3, type="number", exclusiveMinimum=0),
+        "batch_size": Param(512, type="integer", minimum=1),
+        "hidden": Param(256, type="integer", minimum=1),
+        "force_promote": Param(False, type="boolean", description="serve the candidate even if the gate says no"),
+        "skip_tensorrt": Param(False, type="boolean"),
+        "tensorrt_fp16": Param(False, type="boolean", description="FP16 TensorRT plan (GPU hosts; looser canary)"),
+        "gate_tolerance": Param(s.gate_tolerance, type="number", minimum=0),
+        "gate_floor": Param(s.gate_floor, type="number", minimum=0),
+    }
+
+
+def x(expr: str) -> str:
+    return "{{ " + expr + " }}"
+
+
+def steps(s: Settings, paths_from: str) -> dict:
+    """The steps, wired in order; returns them by task id (the caller wires what comes before
+    train and after evaluate/promote)."""
+    def path(key: str) -> str:
+        return x(f"ti.xcom_pull(task_ids='{paths_from}')['{key}']")
+
+    data = str(s.dataset / "drops")
+    with TaskGroup("model", prefix_group_id=False, tooltip="train, evaluate against champion + baseline, gate"):
+        train = docker_task.task(s, "train", [
+            "train", "--data", data, "--out", path("run"), "--run-name", path("key"),
+            "--epochs", x("params.epochs"), "--lr", x("params.lr"), "--batch-size", x("params.batch_size"),
+            "--hidden", x("params.hidden")], writes=[s.runs, s.mlflow_dir], retries=1)
+        evaluate = docker_task.task(s, "evaluate", [
+            "evaluate", "--run", path("run"), "--data", data, "--out", path("eval"),
+            "--champion-pointer", str(s.champion_pointer)], writes=[s.runs, s.mlflow_dir], retries=1)
+        gate = docker_task.task(s, "gate", [
+            "gate", "--metrics", path("eval") + "/metrics.json", "--tolerance", x("params.gate_tolerance"),
+            "--floor", x("params.gate_floor"), "--force", x("params.force_promote")],
+            writes=[s.runs], network=False, skip_on_exit_code=docker_task.EXIT_SKIPPED)
+    with TaskGroup("serving", prefix_group_id=False, tooltip="ONNX, TensorRT, Triton hot reload + canary, promote"):
+        export = docker_task.task(s, "export_onnx", ["export-onnx", "--run", path("run"), "--data", data],
+                                  writes=[s.runs, s.mlflow_dir])
+        tensorrt = docker_task.task(s, "convert_tensorrt", [
+            "convert-tensorrt", "--run", path("run"), "--data", data,
+            "--skip", x("params.skip_tensorrt"), "--fp16", x("params.tensorrt_fp16")],
+            writes=[s.runs], network=False, gpu=True, skip_on_exit_code=docker_task.EXIT_SKIPPED)
+        publish = docker_task.task(s, "publish", [
+            "publish", "--run", path("run"), "--repo", str(s.triton_repo), "--model", s.model_name,
+            "--backend", s.triton_backend, "--gpu", str(s.gpu), "--record", path("work") + "/published.json"],
+            writes=[s.runs, s.triton_repo], network=False, trigger_rule="none_failed_min_one_success")
+        reload = docker_task.task(s, "reload", [
+            "reload", "--run", path("run"), "--repo", str(s.triton_repo), "--model", s.model_name,
+            "--url", s.triton_grpc, "--expect-version-file", path("work") + "/published.json",
+            "--canary-data", data], writes=[s.triton_repo], triton_admin=True, retries=2)
+        promote = docker_task.task(s, "promote", [
+            "promote", "--run", path("run"), "--pointer", str(s.champion_pointer),
+            "--version-file", path("work") + "/published.json", "--metrics", path("eval") + "/metrics.json"],
+            writes=[s.state, s.mlflow_dir], outlets=[CHAMPION], retries=1)
+    train >> evaluate >> gate >> export >> tensorrt >> publish >> reload >> promote
+    export >> publish  # publish runs when TensorRT is skipped (no GPU), not when export was
+    return {t.task_id: t for t in (train, evaluate, gate, export, tensorrt, publish, reload, promote)}
