@@ -10,8 +10,11 @@ AF_VENV ?= $(HOME)/.cache/social-tone/airflow-$(AF_HASH)
 PY := $(VENV)/bin/python
 AF_PY := $(AF_VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
+# pip warns once per package about this machine's unused extra index ("Location ... is
+# ignored"): hundreds of harmless lines, filtered out (pip's own exit status is kept)
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; test $${PIPESTATUS[0]} -eq 0
 
-.PHONY: venv airflow-venv engine images demo down test test-tasks test-airflow bench-train bench-serving bench-d2s fuzz gpu-smoke team-up team-down clean-venv
+.PHONY: venv airflow-venv engine images demo down clean test test-tasks test-airflow bench-train bench-serving bench-d2s fuzz gpu-smoke team-up team-down clean-venv
 
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
@@ -21,8 +24,8 @@ venv: $(VENV)/.complete
 $(VENV)/.complete:
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --upgrade pip $(QUIET_PIP)
+	$(PY) -m pip install -q -r requirements.txt $(QUIET_PIP)
 	touch $@
 
 airflow-venv: $(AF_VENV)/.complete
@@ -30,8 +33,8 @@ airflow-venv: $(AF_VENV)/.complete
 $(AF_VENV)/.complete:
 	rm -rf $(AF_VENV)
 	$(PYTHON) -m venv $(AF_VENV)
-	$(AF_PY) -m pip install -q --upgrade pip
-	$(AF_PY) -m pip install -q -r requirements-airflow.txt
+	$(AF_PY) -m pip install -q --upgrade pip $(QUIET_PIP)
+	$(AF_PY) -m pip install -q -r requirements-airflow.txt $(QUIET_PIP)
 	touch $@
 
 # A Docker engine (Debian's docker.io, started by hand when none runs) and the task image.
@@ -42,11 +45,22 @@ images: engine
 	docker/build-images.sh
 
 # The embedded stack on 127.0.0.1 (Airflow standalone, MLflow, Triton) + a synthetic drop end to end.
-demo: venv airflow-venv images
+# (the engine is started by the demo itself, so that `make down` stops it when the demo started it)
+demo: venv airflow-venv
 	PY=$(PY) AF_PY=$(AF_PY) scripts/demo.sh
 
 down:
 	scripts/down.sh
+
+# Everything `make demo` left: the social-tone images (while the engine still runs), then
+# `make down`, then the demo's data (.demo/). Venv caches stay (make clean-venv).
+clean:
+	@if docker info >/dev/null 2>&1; then docker images --format '{{.Repository}}:{{.Tag}}' | grep '^social-tone/' \
+	  | xargs -r docker rmi -f >/dev/null; docker image prune -f >/dev/null; echo "removed the social-tone images"; \
+	else echo "no Docker engine running: images kept"; fi
+	scripts/down.sh
+	rm -rf $${DEMO_DIR:-$(CURDIR)/.demo}
+	@echo "removed $${DEMO_DIR:-$(CURDIR)/.demo}"
 
 test: test-tasks test-airflow
 

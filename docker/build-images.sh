@@ -25,7 +25,9 @@ WHEELS=${WHEELHOUSE:-$HOME/.cache/social-tone/wheelhouse-$REQ_HASH}
 grep -vE '^(pytest|hypothesis|selenium|nvidia-pytriton)' requirements.txt > docker/requirements-task.txt.tmp
 if [ ! -f "$WHEELS/.complete" ]; then
   mkdir -p "$WHEELS"
-  python3 -m pip wheel -q ${PIP_EXTRA_CA:+--cert "$PIP_EXTRA_CA"} -w "$WHEELS" -r docker/requirements-task.txt.tmp
+  # (this machine's pip config names an unused extra index: one harmless warning per package)
+  python3 -m pip wheel -q ${PIP_EXTRA_CA:+--cert "$PIP_EXTRA_CA"} -w "$WHEELS" -r docker/requirements-task.txt.tmp \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   touch "$WHEELS/.complete"
 fi
 find docker/wheelhouse -name "*.whl" -delete 2>/dev/null; mkdir -p docker/wheelhouse

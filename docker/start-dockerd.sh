@@ -3,6 +3,8 @@
 # Installs Debian's docker.io when dockerd is missing. No bridge and no iptables: task
 # containers use network_mode "host" (Triton, MLflow on 127.0.0.1) or "none".
 # Idempotent: does nothing when an engine already answers.
+# DOCKERD_STARTED_FILE: where to note the pid of a dockerd this call started (`make down`
+# stops that one, and never an engine that was already running).
 set -euo pipefail
 SOCK=${DOCKER_HOST_SOCK:-/var/run/docker.sock}
 if docker -H "unix://$SOCK" info >/dev/null 2>&1; then
@@ -17,6 +19,7 @@ LOG=${DOCKERD_LOG:-/var/log/social-tone-dockerd.log}
 # containerd is started by dockerd itself when not running
 setsid nohup dockerd --host "unix://$SOCK" --bridge=none --iptables=false --ip6tables=false \
   >"$LOG" 2>&1 < /dev/null &
+if [ -n "${DOCKERD_STARTED_FILE:-}" ]; then mkdir -p "$(dirname "$DOCKERD_STARTED_FILE")"; echo $! > "$DOCKERD_STARTED_FILE"; fi
 for _ in $(seq 1 60); do
   if docker -H "unix://$SOCK" info >/dev/null 2>&1; then echo "docker engine up (log $LOG)"; exit 0; fi
   sleep 1

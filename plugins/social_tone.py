@@ -12,4 +12,4 @@ class SocialTonePlugin(AirflowPlugin):
     fastapi_apps = [{"app": dashboard_view.app(), "url_prefix": dashboard_view.URL_PREFIX,
                      "name": "social-tone topic trends"}]
     external_views = [{"name": "Topic trends", "href": dashboard_view.URL_PREFIX.lstrip("/") + "/",
-                       "url_route": "topic-trends", "destination": "nav", "icon": None}]
+                       "url_route": "topic-trends", "destination": "nav", "nav_top_level": True}]

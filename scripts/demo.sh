@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the embedded stack on 127.0.0.1, a synthetic drop through the retraining DAG,
-# then where to look. Safe to run again: running services are reused, a new drop is added.
-# Stop everything with `make down` (scripts/down.sh).
+# three days of posts through the daily DAG (the trends dashboard), then where to look. Safe to
+# run again: running services are reused, a new drop is added. Stop everything with `make down`
+# (scripts/down.sh), which also stops the Docker engine if this script started it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -13,11 +14,18 @@ AIRFLOW_PORT=${DEMO_AIRFLOW_PORT:-8080}
 MLFLOW_PORT=${DEMO_MLFLOW_PORT:-5000}
 TRITON_HTTP=${DEMO_TRITON_HTTP:-8000}; TRITON_GRPC=${DEMO_TRITON_GRPC:-8001}; TRITON_METRICS=${DEMO_TRITON_METRICS:-8002}
 mkdir -p "$DEMO/run" "$DEMO/logs" "$DATA"/{inbox,triton,mlflow/artifacts,scoring/incoming}
+echo "== Docker engine and the task image (built offline once, then reused)"
+DOCKERD_STARTED_FILE=$DEMO/run/dockerd.started docker/start-dockerd.sh
+docker/build-images.sh
 # Generated secrets live in $DEMO/secrets.env (mode 0600), made once and reused: Triton's
 # model-repository API answers only SOCIAL_TONE_TRITON_ADMIN_SECRET (the reload task gets it).
 umask 077
+# Airflow's JWT secret is generated here too: standalone's own is 16 bytes, which PyJWT warns
+# about on every request
 [ -s "$DEMO/secrets.env" ] || "$PY" -c 'import secrets; print("SOCIAL_TONE_TRITON_ADMIN_SECRET=" + secrets.token_urlsafe(32))' \
   > "$DEMO/secrets.env"
+grep -q '^AIRFLOW__API_AUTH__JWT_SECRET=' "$DEMO/secrets.env" || "$PY" -c \
+  'import secrets; print("AIRFLOW__API_AUTH__JWT_SECRET=" + secrets.token_urlsafe(48))' >> "$DEMO/secrets.env"
 set -a; . "$DEMO/secrets.env"; set +a
 umask 022
 
@@ -33,7 +41,7 @@ export SOCIAL_TONE_DATA_ROOT=$DATA SOCIAL_TONE_POKE_INTERVAL=5
 export SOCIAL_TONE_TRITON_GRPC=127.0.0.1:$TRITON_GRPC
 export SOCIAL_TONE_TRITON_EXECUTION_ENV=$("$PY" -c 'import sys; print(sys.prefix)')
 export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
-export SOCIAL_TONE_SCORING_START=$(date -u -d '2 days ago' +%F)
+export SOCIAL_TONE_SCORING_START=$(date -u -d '3 days ago' +%F)
 
 alive() { [ -f "$DEMO/run/$1.pid" ] && kill -0 "$(cat "$DEMO/run/$1.pid")" 2>/dev/null; }
 start() {  # name, command...: its own session (process group) so `make down` stops all of it
@@ -80,8 +88,10 @@ echo "== dropping $DROP ($ROWS synthetic WarCov-like posts) into $DATA/inbox"
 before=$(api "dags/warcov_retrain/dagRuns?state=success&limit=1000" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["total_entries"])')
 "$PY" -m tasks synth --out "$DATA/inbox/$DROP" --rows "$ROWS" --seed $((41 + N)) --id-start $((N * ROWS)) \
   --world-seed 42 > /dev/null
-for d in 0 1; do  # two scoring days for the daily DAG (it backfills from SOCIAL_TONE_SCORING_START)
-  day=$(date -u -d "$((2 - d)) days ago" +%F)
+DAYS=()
+for back in 3 2 1; do  # three past days of posts for the daily DAG (it backfills from SOCIAL_TONE_SCORING_START);
+  day=$(date -u -d "$back days ago" +%F)  # today's run waits for today's posts (until tomorrow 06:00 UTC)
+  DAYS+=("$day")
   [ -e "$DATA/scoring/incoming/$day" ] || "$PY" -m tasks synth --kind scoring --out "$DATA/scoring/incoming" \
     --rows 5000 --days 1 --start "$day" > /dev/null
 done
@@ -114,17 +124,39 @@ truth = np.asarray(d.labels[0]) if d.labels is not None else None
 print(f"post {d.ids[0]} (model version {p.version}): top 5 topics")
 for k in np.argsort(-probs[0])[:5]:
     said = "predicted" if topics[0][k] else "         "
-    known = "" if truth is None else ("  (labeled)" if truth[k] else "  (not labeled)")
+    known = "" if truth is None else ("  truth: yes" if truth[k] else "  truth: no")
     print(f"  {names[k]:10s} p={probs[0][k]:.3f}  {said}{known}")
 print("champion:", json.load(open(f"{data}/state/champion.json"))["run"])
 PYEOF
+
+echo "== waiting for warcov_daily_scoring to score and monitor ${DAYS[*]}"
+daily_state() {  # "success" once every demo day's run succeeded, "failed" if one failed
+  api "dags/warcov_daily_scoring/dagRuns?limit=100" | "$PY" -c '
+import json, sys
+runs = {r["logical_date"][:10]: r["state"] for r in json.load(sys.stdin)["dag_runs"] if r.get("logical_date")}
+days = sys.argv[1:]
+states = [runs.get(d) for d in days]
+print("failed" if "failed" in states else "success" if all(s == "success" for s in states) else "running")' "${DAYS[@]}"
+}
+for _ in $(seq 300); do
+  st=$(daily_state)
+  [ "$st" = running ] || break
+  sleep 2
+done
+case $st in
+  success) ;;
+  failed) echo "a daily run failed: see the Airflow UI (warcov_daily_scoring)" >&2; exit 1 ;;
+  *) echo "timed out waiting for the daily runs" >&2; exit 1 ;;
+esac
 cat <<EOM
 
 == social-tone demo is up (everything on 127.0.0.1)
-  Airflow UI   http://127.0.0.1:$AIRFLOW_PORT   login: admin / $PASSWORD
-  MLflow UI    http://127.0.0.1:$MLFLOW_PORT
-  Triton       HTTP 127.0.0.1:$TRITON_HTTP, gRPC 127.0.0.1:$TRITON_GRPC (model social_tone)
-  Data root    $DATA   (drop more into inbox/; reports in runs/*/eval, monitoring/)
-  Logs         $DEMO/logs/
-  Stop         make down
+  Airflow UI     http://127.0.0.1:$AIRFLOW_PORT   login: admin / $PASSWORD
+  Topic trends   http://127.0.0.1:$AIRFLOW_PORT/social-tone/   (or "Topic trends" in the Airflow UI's menu)
+  MLflow UI      http://127.0.0.1:$MLFLOW_PORT/#/experiments   (runs per step: train, evaluate, export-onnx, promote)
+  Triton         HTTP 127.0.0.1:$TRITON_HTTP, gRPC 127.0.0.1:$TRITON_GRPC (model social_tone; README: a curl example)
+  Data root      $DATA   (drop more into inbox/; reports in runs/*/eval, monitoring/)
+  Logs           $DEMO/logs/
+  Retrain now    trigger warcov_retrain_now in the UI (params form; no new drop needed)
+  Stop           make down   (make clean also removes $DEMO and the images)
 EOM

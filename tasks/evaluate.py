@@ -80,7 +80,7 @@ def evaluate(run_dir: Path, data: list[Path], out: Path, champion: Path | None =
         atomic_write_text(tmp / "model_card.md", model_card(result, summary))
         uri = tracking_uri if tracking_uri else None
         run_id = tracking.resume_id(summary, uri)
-        with tracking.run(uri, run_name="evaluate", run_id=run_id) as active:
+        with tracking.run(uri, run_name="evaluate", parent_id=run_id) as active:
             for name, m in models.items():
                 tracking.log_metrics(active, {f"test_{name}_{k}": m[k] for k in HEADLINE + ("macro_f1_at_0.5",)})
             tracking.log_artifacts(active, tmp, "evaluation")

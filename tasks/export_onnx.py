@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,13 @@ class ParityError(CheckFailed):
 def export(model: mdl.FusionMLP, path: Path, opset: int = 18) -> None:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     example = (torch.zeros(2, model.cfg.img_dim), torch.zeros(2, model.cfg.txt_dim))
-    program = torch.onnx.export(model.eval(), example, input_names=list(INPUTS), output_names=[OUTPUT],
-                                dynamic_shapes={"img_emb": {0: batch}, "txt_emb": {0: batch}},
-                                opset_version=opset, dynamo=True, verbose=False)
-    program.save(str(path))
+    with warnings.catch_warnings():
+        # both inputs share the one "batch" axis on purpose; torch says so on every export
+        warnings.filterwarnings("ignore", message=r"# The axis name: batch will not be used")
+        program = torch.onnx.export(model.eval(), example, input_names=list(INPUTS), output_names=[OUTPUT],
+                                    dynamic_shapes={"img_emb": {0: batch}, "txt_emb": {0: batch}},
+                                    opset_version=opset, dynamo=True, verbose=False)
+        program.save(str(path))
 
 
 def parity_rows(d: ds.Dataset, n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -89,7 +93,7 @@ def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, 
         tmp_path.replace(out)
     uri = tracking_uri or None
     run_id = tracking.resume_id(summary, uri)
-    with tracking.run(uri, run_name="export-onnx", run_id=run_id) as active:
+    with tracking.run(uri, run_name="export-onnx", parent_id=run_id) as active:
         if active is not None:
             import mlflow
             import onnx
@@ -97,6 +101,10 @@ def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, 
             example = {"img_emb": img[:2], "txt_emb": txt[:2]}
             sig = infer_signature(example, {OUTPUT: model(torch.from_numpy(img[:2]), torch.from_numpy(txt[:2]))
                                             .detach().numpy()})
-            mlflow.onnx.log_model(onnx.load(str(out)), name="onnx", signature=sig, input_example=example)
+            # CPU provider: MLflow's default list starts with CUDA, which warns on every load here
+            info = mlflow.onnx.log_model(onnx.load(str(out)), name="onnx", signature=sig, input_example=example,
+                                         onnx_execution_providers=["CPUExecutionProvider"])
+            atomic_write_json(run_dir / tracking.MODEL_RECORD, {"model_uri": info.model_uri,
+                                                                "run_id": active.info.run_id, "tracking_uri": uri})
             tracking.log_metrics(active, {"onnx_parity_max_abs_diff": report["max_abs_diff"]})
     return {**report, "onnx": str(out)}

@@ -30,12 +30,15 @@ def promote(run_dir: Path, pointer: Path, version: int | None, registered_model:
     summary = json.loads((run_dir / SUMMARY).read_text())
     uri = tracking_uri if tracking_uri and tracking_uri != "none" else None
     registry_version = None
-    run_id = tracking.resume_id(summary, uri)
-    if uri and run_id:
+    logged = run_dir / tracking.MODEL_RECORD  # the ONNX model export-onnx logged, in this store
+    model = json.loads(logged.read_text()) if logged.exists() else {}
+    if uri and model.get("tracking_uri") != uri:
+        log.warning("no ONNX model logged to %s for %s: not registered in MLflow", uri, run_dir)
+    elif uri:
         import mlflow
         from mlflow import MlflowClient
         mlflow.set_tracking_uri(uri)
-        mv = mlflow.register_model(f"runs:/{run_id}/onnx", registered_model)
+        mv = mlflow.register_model(model["model_uri"], registered_model)
         client = MlflowClient(uri)
         client.set_registered_model_alias(registered_model, ALIAS, mv.version)
         if version is not None:

@@ -1,4 +1,5 @@
-"""MLflow tracking: one run per model, opened by train and resumed by evaluate.
+"""MLflow tracking: one run per model, opened by train; evaluate and export-onnx log into child
+runs of it named for their step (the MLflow UI shows train > evaluate, export-onnx).
 
 The URI comes from --tracking-uri or MLFLOW_TRACKING_URI (sqlite, file store or a server);
 `none` turns tracking off (benchmarks).
@@ -14,6 +15,7 @@ from typing import Iterator
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "social-tone"
+MODEL_RECORD = "mlflow_model.json"  # in the run dir: the ONNX model export-onnx logged (promote registers it)
 
 
 def git_commit() -> str:
@@ -27,8 +29,9 @@ def git_commit() -> str:
 
 @contextlib.contextmanager
 def run(uri: str | None, run_name: str | None = None, run_id: str | None = None,
-        experiment: str = EXPERIMENT) -> Iterator[object | None]:
-    """Yield an active mlflow run (or None when tracking is off)."""
+        experiment: str = EXPERIMENT, parent_id: str | None = None) -> Iterator[object | None]:
+    """Yield an active mlflow run (or None when tracking is off): a new one named run_name, the
+    run `run_id` resumed, or a new child run_name of the run `parent_id`."""
     if not uri or uri == "none":
         yield None
         return
@@ -41,6 +44,11 @@ def run(uri: str | None, run_name: str | None = None, run_id: str | None = None,
             with contextlib.suppress(Exception):  # another process may create it at the same moment
                 mlflow.create_experiment(experiment, artifact_location=Path(artifacts).resolve().as_uri())
         mlflow.set_experiment(experiment)
+    if parent_id is not None:
+        with mlflow.start_run(run_id=parent_id), mlflow.start_run(run_name=run_name, nested=True) as active:
+            log.info("mlflow run %s (%s, child of %s) at %s", active.info.run_id, run_name, parent_id, uri)
+            yield active
+        return
     with mlflow.start_run(run_id=run_id, run_name=run_name) as active:
         log.info("mlflow run %s at %s", active.info.run_id, uri)
         yield active

@@ -47,7 +47,11 @@ def test_export_matches_pytorch_on_real_test_rows(run):
     client = MlflowClient(uri)
     models = client.search_logged_models(experiment_ids=[client.get_run(summary["mlflow_run_id"]).info.experiment_id])
     onnx_model = [m for m in models if m.name == "onnx"]
-    assert onnx_model and onnx_model[0].source_run_id == summary["mlflow_run_id"]
+    # logged by a child run named for the step, under the training run
+    export_run = client.get_run(onnx_model[0].source_run_id)
+    assert export_run.info.run_name == "export-onnx"
+    assert export_run.data.tags["mlflow.parentRunId"] == summary["mlflow_run_id"]
+    assert json.loads((root / "run" / "mlflow_model.json").read_text())["model_uri"] == onnx_model[0].model_uri
     import mlflow
     info = mlflow.models.get_model_info(onnx_model[0].model_uri)
     assert {i["name"] for i in info.signature.inputs.to_dict()} == {"img_emb", "txt_emb"}

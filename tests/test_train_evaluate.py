@@ -77,8 +77,13 @@ def test_evaluate_compares_candidate_champion_and_baseline(trained, tmp_path):
     card = (tmp_path / "eval" / "model_card.md").read_text()
     assert "| candidate |" in card and "| baseline |" in card and "Weakest topics" in card
     from mlflow.tracking import MlflowClient
-    run = MlflowClient(uri).get_run(summary["mlflow_run_id"])
-    assert run.data.metrics["test_candidate_macro_f1"] == pytest.approx(cand["macro_f1"])
+    client = MlflowClient(uri)
+    train_run = client.get_run(summary["mlflow_run_id"])
+    assert train_run.info.run_name == "t", "evaluate does not rename the training run"
+    children = client.search_runs([train_run.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{summary['mlflow_run_id']}'")
+    assert [r.info.run_name for r in children] == ["evaluate"]
+    assert children[0].data.metrics["test_candidate_macro_f1"] == pytest.approx(cand["macro_f1"])
 
 
 def test_failed_training_writes_nothing(tmp_path):

@@ -249,6 +249,7 @@ def test_config_and_pruning(runs, tmp_path):
         trepo.publish(root / "run1", tmp_path / "repo", keep=3)
     model_dir = tmp_path / "repo" / MODEL
     assert trepo.versions(model_dir) == [2, 3, 4]
+    assert not list((tmp_path / "repo" / trepo.PRUNED / MODEL).iterdir()), "pruned version 1 fully deleted"
     cfg = (model_dir / "config.pbtxt").read_text()
     assert 'backend: "python"' in cfg and "max_batch_size: 1024" in cfg
     assert "max_queue_delay_microseconds: 0" in cfg and "dims: [ 768 ]" in cfg

@@ -7,8 +7,10 @@ generated for the backend in use and names the label file for the labels output.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from tasks.fsutil import atomic_dir, atomic_write_text
@@ -22,6 +24,8 @@ MAX_BATCH = 1024
 
 
 REJECTED = ".rejected"  # <repo>/.rejected/<model>/<N>/: versions a reload refused (outside Triton's view)
+PRUNED = ".pruned"      # <repo>/.pruned/<model>/: what could not be deleted of pruned versions
+log = logging.getLogger(__name__)
 
 
 def versions(model_dir: Path) -> list[int]:
@@ -72,6 +76,23 @@ def next_version(repo: Path, model: str) -> int:
     """Version numbers are never reused, not even those of rejected versions."""
     used = versions(Path(repo) / model) + versions(rejected_dir(repo, model))
     return max(used, default=0) + 1
+
+
+def prune(repo: Path, model: str, keep: int) -> list[int]:
+    """All but the newest `keep` versions leave Triton's view (one rename each), then are
+    deleted. Triton's Python stub writes __pycache__ into a version dir as the server's user,
+    which the publishing task's user may not be allowed to delete: what stays is left under
+    <repo>/.pruned/ with a warning, and the publish that already succeeded does not fail."""
+    model_dir = Path(repo) / model
+    old = versions(model_dir)[:-keep] if keep > 0 else []
+    for v in old:
+        dest = Path(repo) / PRUNED / model / f"{v}.{time.time_ns()}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(model_dir / str(v), dest)
+        shutil.rmtree(dest, ignore_errors=True)
+        if dest.exists():
+            log.warning("pruned version %d of %s: could not delete all of it, left at %s", v, model, dest)
+    return old
 
 
 def reject(repo: Path, model: str, version: int, reason: str) -> Path:
@@ -203,6 +224,5 @@ def publish(run_dir: Path, repo: Path, model: str = "social_tone", backend: str 
         (tmp / SERVING).write_text(json.dumps(record, indent=2) + "\n")
     atomic_write_text(model_dir / "labels.txt", "\n".join(thr["label_names"]) + "\n")
     atomic_write_text(model_dir / CONFIG, config)
-    for old in versions(model_dir)[:-keep]:
-        shutil.rmtree(model_dir / str(old))
+    prune(repo, model, keep)
     return {"version": version, "backend": backend, **({"fallback": fallback} if fallback else {})}
