@@ -22,13 +22,8 @@ C = "ti.xcom_pull(task_ids='claim')"  # the claimed drop's paths, for templates
 
 @dag(
     schedule="@continuous",  # one run at a time, each waiting (deferred) for the next drop
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["social-tone", "training"],
-    default_args={"retries": 0},
-    params=training.params(S),
     doc_md=__doc__,
+    **training.dag_kwargs(S),
 )
 def warcov_retrain():
     wait = FileSensor(task_id="wait_for_drop", filepath=str(S.inbox / "*" / drops.MARKER), fs_conn_id=S.fs_conn_id,

@@ -13,7 +13,6 @@ force_promote.
 """
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
 
 from include import drops, settings, training
@@ -23,13 +22,8 @@ S = settings.load()
 
 @dag(
     schedule=None,  # manual only
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["social-tone", "training"],
-    default_args={"retries": 0},
-    params=training.params(S),
     doc_md=__doc__,
+    **training.dag_kwargs(S),
 )
 def warcov_retrain_now():
     @task

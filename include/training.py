@@ -32,6 +32,13 @@ def params(s: Settings) -> dict[str, Param]:
     }
 
 
+def dag_kwargs(s: Settings) -> dict:
+    """What both retraining DAGs declare alike: one run at a time, no catchup, the params form."""
+    import pendulum
+    return {"start_date": pendulum.datetime(2026, 1, 1, tz="UTC"), "catchup": False, "max_active_runs": 1,
+            "tags": ["social-tone", "training"], "default_args": {"retries": 0}, "params": params(s)}
+
+
 def x(expr: str) -> str:
     return "{{ " + expr + " }}"
 

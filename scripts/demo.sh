@@ -57,6 +57,17 @@ wait_for() {  # what, seconds, test command...
   echo "$what did not come up in ${secs}s; see $DEMO/logs/" >&2; return 1
 }
 
+DAYS=()
+# three past days of posts for the daily DAG, written before Airflow starts: it backfills them
+# from SOCIAL_TONE_SCORING_START, and a past day without posts is skipped at once; today's
+# run waits for today's posts (until tomorrow 06:00 UTC)
+for back in 3 2 1; do
+  day=$(date -u -d "$back days ago" +%F)
+  DAYS+=("$day")
+  [ -e "$DATA/scoring/incoming/$day" ] || "$PY" -m tasks synth --kind scoring --out "$DATA/scoring/incoming" \
+    --rows 5000 --days 1 --start "$day" > /dev/null
+done
+
 echo "== starting the embedded stack (all on 127.0.0.1)"
 start mlflow "$PY" -m mlflow server --backend-store-uri "sqlite:///$DATA/mlflow/mlflow.db" \
   --artifacts-destination "$DATA/mlflow/artifacts" --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1
@@ -88,13 +99,6 @@ echo "== dropping $DROP ($ROWS synthetic WarCov-like posts) into $DATA/inbox"
 before=$(api "dags/warcov_retrain/dagRuns?state=success&limit=1000" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["total_entries"])')
 "$PY" -m tasks synth --out "$DATA/inbox/$DROP" --rows "$ROWS" --seed $((41 + N)) --id-start $((N * ROWS)) \
   --world-seed 42 > /dev/null
-DAYS=()
-for back in 3 2 1; do  # three past days of posts for the daily DAG (it backfills from SOCIAL_TONE_SCORING_START);
-  day=$(date -u -d "$back days ago" +%F)  # today's run waits for today's posts (until tomorrow 06:00 UTC)
-  DAYS+=("$day")
-  [ -e "$DATA/scoring/incoming/$day" ] || "$PY" -m tasks synth --kind scoring --out "$DATA/scoring/incoming" \
-    --rows 5000 --days 1 --start "$day" > /dev/null
-done
 
 echo "== waiting for warcov_retrain to take it through training, the gate and Triton (a few minutes)"
 for _ in $(seq 900); do
@@ -148,6 +152,9 @@ case $st in
   failed) echo "a daily run failed: see the Airflow UI (warcov_daily_scoring)" >&2; exit 1 ;;
   *) echo "timed out waiting for the daily runs" >&2; exit 1 ;;
 esac
+for day in "${DAYS[@]}"; do  # a run also succeeds when its day is skipped: check each was monitored
+  [ -s "$DATA/monitoring/$day/report.json" ] || { echo "day $day was not monitored: see its wait_for_day log" >&2; exit 1; }
+done
 cat <<EOM
 
 == social-tone demo is up (everything on 127.0.0.1)

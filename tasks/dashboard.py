@@ -178,7 +178,8 @@ def render(reports: list[dict], link_to_day=lambda day: f"{day}/report.html") ->
     day_rows = [[f'<a href="{html.escape(link_to_day(r["day"]))}">{html.escape(r["day"])}</a>', str(r["rows"]),
                  html.escape(", ".join(r.get("model_versions", []))), html.escape(r.get("status", "")),
                  html.escape(", ".join(r.get("spikes", [])) or "-")] for r in reversed(reports)]
-    span = f"{reports[0]['day']} to {reports[-1]['day']}, {len(reports)} days" if reports else "no days yet"
+    span = (f"{reports[0]['day']} to {reports[-1]['day']}, {len(reports)} day{'s' if len(reports) > 1 else ''}"
+            if reports else "no days yet")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>social-tone topic trends</title>
 <style>body{{font:14px sans-serif;margin:1.5em}} table{{border-collapse:collapse;margin-bottom:1.5em}}
 td,th{{padding:2px 10px;border-bottom:1px solid #ddd;text-align:left}} .spikes tr:nth-child(n+2){{background:#fee}}</style>

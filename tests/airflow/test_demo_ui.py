@@ -82,11 +82,14 @@ def test_demo_serves_and_prints_where_to_look(demo):
 
 
 def test_the_demo_ends_green_with_no_failed_try(demo):
-    out, _ = demo
+    out, demo_dir = demo
     api = Api(out)
     days, _ = demo_days()
     daily = {r["logical_date"][:10]: r["state"] for r in api.runs("warcov_daily_scoring")}
     assert all(daily.get(d) == "success" for d in days), daily
+    for d in days:  # scored and monitored, not skipped
+        report = json.loads((demo_dir / "data" / "monitoring" / d / "report.json").read_text())
+        assert report["rows"] == 5000 and report["model_versions"] == ["1"], report["day"]
     assert [r["state"] for r in api.runs("warcov_retrain")].count("success") >= 1
     tis = api.call("GET", "/api/v2/dags/~/dagRuns/~/taskInstances?limit=1000")["task_instances"]
     failed = [(t["dag_id"], t["task_id"], t["state"], t["try_number"]) for t in tis
