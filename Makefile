@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)
 # ignored"): hundreds of harmless lines, filtered out (pip's own exit status is kept)
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; test $${PIPESTATUS[0]} -eq 0
 
-.PHONY: venv airflow-venv engine images demo down clean test test-tasks test-airflow bench-train bench-serving bench-d2s fuzz gpu-smoke team-up team-down clean-venv
+.PHONY: venv airflow-venv engine images demo down clean lint test test-tasks test-airflow bench-train bench-serving bench-d2s fuzz gpu-smoke team-up team-down clean-venv
 
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
@@ -62,7 +62,10 @@ clean:
 	rm -rf $${DEMO_DIR:-$(CURDIR)/.demo}
 	@echo "removed $${DEMO_DIR:-$(CURDIR)/.demo}"
 
-test: test-tasks test-airflow
+test: lint test-tasks test-airflow
+
+lint: venv
+	$(PY) -m ruff check .
 
 test-tasks: venv
 	$(PY) -m pytest -q --ignore=tests/airflow

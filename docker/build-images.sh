@@ -18,11 +18,12 @@ if docker image inspect "$TASK_IMAGE:$HASH" >/dev/null 2>&1; then
   docker tag "$TASK_IMAGE:$HASH" "$TASK_IMAGE:latest"
   echo "$TASK_IMAGE:$HASH exists"; exit 0
 fi
-# Host-side wheelhouse, cached by the requirements: pip inside `docker build` would meet the
+# Host-side wheelhouse, cached by the image's requirements (test-only tools left out, so adding
+# one reuses the wheelhouse and Docker's layer cache): pip inside `docker build` would meet the
 # proxy; `pip wheel` also turns sdist-only dependencies into wheels the image can install.
-REQ_HASH=$(sha256sum requirements.txt | cut -c1-12)
+grep -vE '^(pytest|hypothesis|selenium|ruff|nvidia-pytriton)' requirements.txt > docker/requirements-task.txt.tmp
+REQ_HASH=$(grep -v '^#' docker/requirements-task.txt.tmp | sha256sum | cut -c1-12)
 WHEELS=${WHEELHOUSE:-$HOME/.cache/social-tone/wheelhouse-$REQ_HASH}
-grep -vE '^(pytest|hypothesis|selenium|nvidia-pytriton)' requirements.txt > docker/requirements-task.txt.tmp
 if [ ! -f "$WHEELS/.complete" ]; then
   mkdir -p "$WHEELS"
   # (this machine's pip config names an unused extra index: one harmless warning per package)

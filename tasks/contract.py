@@ -367,7 +367,7 @@ class DropWriter:
             if exc_type is None:
                 if self._pos != self.manifest.rows:
                     raise ContractError(f"{self.target}: {self._pos} rows written, {self.manifest.rows} declared")
-                for name, arr in self._arrays.items():
+                for arr in self._arrays.values():
                     arr.flush()
                     del arr
                 self._arrays.clear()

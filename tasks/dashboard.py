@@ -54,10 +54,11 @@ def _series(reports: list[dict]) -> tuple[list[str], list[str], dict[str, list]]
     names: dict[str, None] = {}
     for r in reports:
         names.update(dict.fromkeys(t["topic"] for t in r["topics"]))
-    cols = {k: {n: [None] * len(days) for n in names} for k in ("expected", "median", "level", "z")}
+    cols = {k: {n: [None] * len(days) for n in names} for k in ("expected", "share", "median", "level", "z")}
     for i, r in enumerate(reports):
         for t in r["topics"]:
             cols["expected"][t["topic"]][i] = t["expected"]
+            cols["share"][t["topic"]][i] = t.get("share")
             cols["median"][t["topic"]][i] = t.get("expected_count")
             cols["level"][t["topic"]][i] = t.get("spike_level")
             cols["z"][t["topic"]][i] = t.get("z")
@@ -97,8 +98,9 @@ def figures(reports: list[dict]):
     for n in names:
         vol.add_trace(go.Scatter(x=days, y=cols["expected"][n], name=n, mode="lines+markers",
                                  visible=True if n in shown else "legendonly",
-                                 line={"width": 2.5 if n in spiked else 1.2},
-                                 hovertemplate=f"{html.escape(n)}<br>%{{x}}: %{{y:.0f}} posts<extra></extra>"))
+                                 line={"width": 2.5 if n in spiked else 1.2}, customdata=cols["share"][n],
+                                 hovertemplate=f"{html.escape(n)}<br>%{{x}}: %{{y:.0f}} posts "
+                                               f"(%{{customdata:.1%}} of the day)<extra></extra>"))
     vol.add_trace(go.Scatter(
         x=[s["day"] for s in spikes], y=[s["expected"] for s in spikes], name="spikes", mode="markers+text",
         text=[s["topic"] for s in spikes], textposition="top center",

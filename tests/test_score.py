@@ -49,7 +49,8 @@ def test_onnx_scoring_in_every_format(setup, tmp_path):
         assert df["post_id"].astype(str).tolist() == [str(i) for i in drop.ids], "row order kept across chunks"
         got = df[[f"p_{n}" for n in names]].to_numpy()
         assert np.abs(got - probs).max() <= (1e-5 if suffix == ".parquet" else 1e-5 + 5e-6)
-        topics = df["topics"].map(lambda t: t.split(";") if isinstance(t, str) else [] if suffix == ".csv" else list(t))
+        topics = df["topics"].map(lambda t, csv=suffix == ".csv": t.split(";") if isinstance(t, str) else [] if csv
+                                  else list(t))
         assert topics.tolist() == [[n for n, on in zip(names, row) if on] for row in labels]
         assert sum(map(len, topics)) > 0
         first_ts = pd.Timestamp(df["timestamp"].iloc[0])
