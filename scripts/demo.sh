@@ -31,7 +31,9 @@ umask 022
 
 export AIRFLOW_HOME=$DEMO/airflow PYTHONPATH=$REPO
 export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags AIRFLOW__CORE__PLUGINS_FOLDER=$REPO/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=10
+# DAGs start paused and are unpaused once the API server answers: standalone starts the scheduler
+# first, and a task started before the API server is up fails its first try
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=10
 export AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$AIRFLOW_PORT
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$AIRFLOW_PORT/execution/
 # (log servers are off, see scripts/airflow-shim; ports set anyway so two demos never collide)
@@ -91,7 +93,11 @@ AUTH=$DEMO/run/auth-header
    --data-binary @- | "$PY" -c 'import json,sys; print("Authorization: Bearer " + json.load(sys.stdin)["access_token"])' \
    > "$AUTH")
 api() { curl -sf -H "@$AUTH" "http://127.0.0.1:$AIRFLOW_PORT/api/v2/$1"; }
-wait_for "the DAGs to be parsed" 180 bash -c "$(declare -f api); AUTH=$AUTH AIRFLOW_PORT=$AIRFLOW_PORT; api dags/warcov_retrain"
+for dag in warcov_retrain warcov_daily_scoring warcov_retrain_now; do
+  wait_for "the DAG $dag to be parsed" 180 bash -c "$(declare -f api); AUTH=$AUTH AIRFLOW_PORT=$AIRFLOW_PORT; api dags/$dag"
+  curl -sf -X PATCH -H "@$AUTH" -H 'Content-Type: application/json' -d '{"is_paused": false}' \
+    "http://127.0.0.1:$AIRFLOW_PORT/api/v2/dags/$dag" > /dev/null
+done
 
 N=$(ls "$DATA/archive" 2>/dev/null | grep -c '^demo-' || true)
 DROP=demo-$(printf %03d $((N + 1)))

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from tasks import rundir  # stdlib only: the run directory's file names
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_SKIPPED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5, 6
 log = logging.getLogger("tasks")
 
@@ -98,13 +100,13 @@ def cmd_evaluate(args) -> dict:
         pointer = read_pointer(args.champion_pointer)
         champion = Path(pointer["run"]) if pointer else None
     r = evaluate.evaluate(args.run, args.data, args.out, champion, not args.no_baseline, _tracking(args))
-    return {"metrics": str(Path(args.out) / evaluate.METRICS),
+    return {"metrics": str(Path(args.out) / rundir.METRICS),
             **{f"{k}_macro_f1": round(m["macro_f1"], 4) for k, m in r["models"].items()}}
 
 
 def cmd_export_onnx(args) -> dict:
     from tasks import export_onnx
-    out = args.out or Path(args.run) / "model.onnx"
+    out = args.out or Path(args.run) / rundir.ONNX
     r = export_onnx.export_onnx(args.run, args.data, out, args.parity_rows, args.opset, args.atol, _tracking(args))
     return {"onnx": r["onnx"], "parity_max_abs_diff": r["max_abs_diff"], "parity_rows": r["rows"]}
 
@@ -138,11 +140,11 @@ def cmd_promote(args) -> dict:
 def cmd_convert_tensorrt(args) -> dict:
     from tasks import convert_tensorrt as ct
     from tasks.triton.reload import canary_rows
-    out = args.out or Path(args.run) / "model.plan"
+    out = args.out or Path(args.run) / rundir.PLAN
     if args.skip:
         from tasks.errors import Skipped
         raise Skipped("skipped on request (--skip)")
-    onnx_path = args.onnx or Path(args.run) / "model.onnx"
+    onnx_path = args.onnx or Path(args.run) / rundir.ONNX
     ct.require_gpu(out)  # before reading any data: a CPU host has nothing to do
     cfg = json.loads((Path(args.run) / "model_config.json").read_text())
     rows = canary_rows(cfg["img_dim"], cfg["txt_dim"], args.parity_rows, args.data)
@@ -167,7 +169,7 @@ def cmd_publish(args) -> dict:
 
 def cmd_reload(args) -> dict:
     from tasks.triton import reload
-    return reload.reload(args.repo, args.model, args.url, args.onnx or Path(args.run) / "model.onnx",
+    return reload.reload(args.repo, args.model, args.url, args.onnx or Path(args.run) / rundir.ONNX,
                          Path(args.run) / "thresholds.json", args.canary_data, args.canary_rows, args.atol,
                          args.timeout, args.retries, _version(args, "expect_version"))
 

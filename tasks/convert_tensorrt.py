@@ -24,9 +24,9 @@ from tasks.errors import CheckFailed, Skipped
 from tasks.fsutil import atomic_write_bytes, atomic_write_json
 from tasks.parity import compare_logits, tolerance
 from tasks.triton.repo import MAX_BATCH
+from tasks.rundir import TENSORRT_REPORT as REPORT
 
 log = logging.getLogger(__name__)
-REPORT = "tensorrt.json"
 
 
 class TensorRTParityError(CheckFailed):

@@ -17,16 +17,15 @@ from tasks import dataset as ds
 from tasks import metrics, model as mdl, plots, tracking
 from tasks.fsutil import atomic_dir, atomic_write_json, atomic_write_text
 from tasks.split import TEST, TRAIN, VAL
-from tasks.train import HISTORY, SUMMARY, THRESHOLDS
+from tasks.rundir import HISTORY, METRICS, SUMMARY, RunDir
 
 log = logging.getLogger(__name__)
-METRICS = "metrics.json"
 HEADLINE = ("macro_f1", "micro_f1", "macro_precision", "macro_recall", "macro_pr_auc",
             "exact_match_accuracy", "label_accuracy")
 
 
 def load_thresholds(run_dir: Path) -> tuple[list[str], np.ndarray]:
-    t = json.loads((Path(run_dir) / THRESHOLDS).read_text())
+    t = RunDir(run_dir).thresholds()
     return t["label_names"], np.asarray(t["thresholds"], dtype=np.float32)
 
 

@@ -8,7 +8,6 @@ does not match never reaches serving.
 """
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import warnings
@@ -21,14 +20,12 @@ from tasks import dataset as ds
 from tasks import model as mdl, tracking
 from tasks.errors import CheckFailed
 from tasks.parity import ATOL, compare_logits
-from tasks.evaluate import load_thresholds
 from tasks.fsutil import atomic_write_json
 from tasks.split import TEST, TRAIN, VAL
-from tasks.train import SUMMARY
+from tasks.rundir import MLFLOW_MODEL, PARITY_REPORT, RunDir
 
 log = logging.getLogger(__name__)
 INPUTS, OUTPUT = ("img_emb", "txt_emb"), "logits"
-PARITY_REPORT = "onnx_parity.json"
 MAX_BATCH = 1 << 16
 
 
@@ -75,8 +72,8 @@ def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, 
                 atol: float = ATOL[("onnx", "fp32")], tracking_uri: str | None = None) -> dict:
     run_dir, out = Path(run_dir), Path(out)
     model = mdl.load(run_dir)
-    _, thr = load_thresholds(run_dir)
-    summary = json.loads((run_dir / SUMMARY).read_text())
+    thr = np.asarray(RunDir(run_dir).thresholds()["thresholds"], dtype=np.float32)
+    summary = RunDir(run_dir).summary()
     d = ds.load(data, seed=int(summary["params"]["split_seed"]))
     img, txt, source = parity_rows(d, n_rows)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +101,7 @@ def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, 
             # CPU provider: MLflow's default list starts with CUDA, which warns on every load here
             info = mlflow.onnx.log_model(onnx.load(str(out)), name="onnx", signature=sig, input_example=example,
                                          onnx_execution_providers=["CPUExecutionProvider"])
-            atomic_write_json(run_dir / tracking.MODEL_RECORD, {"model_uri": info.model_uri,
+            atomic_write_json(run_dir / MLFLOW_MODEL, {"model_uri": info.model_uri,
                                                                 "run_id": active.info.run_id, "tracking_uri": uri})
             tracking.log_metrics(active, {"onnx_parity_max_abs_diff": report["max_abs_diff"]})
     return {**report, "onnx": str(out)}

@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 
 from tasks.fsutil import atomic_write_json
+from tasks.rundir import BLESSING
 
 log = logging.getLogger(__name__)
-BLESSING = "blessing.json"
 
 
 def bless(metrics: dict, tolerance: float = 0.01, floor: float = 0.1, force: bool = False) -> dict:

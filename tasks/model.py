@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-WEIGHTS, CONFIG = "model.pt", "model_config.json"
+from tasks.rundir import CONFIG, WEIGHTS
 
 
 @dataclasses.dataclass

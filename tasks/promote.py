@@ -11,9 +11,8 @@ import json
 import logging
 from pathlib import Path
 
-from tasks import tracking
 from tasks.fsutil import atomic_write_json
-from tasks.train import SUMMARY
+from tasks.rundir import RunDir
 
 log = logging.getLogger(__name__)
 ALIAS = "champion"
@@ -27,11 +26,10 @@ def read_pointer(pointer: Path) -> dict | None:
 def promote(run_dir: Path, pointer: Path, version: int | None, registered_model: str = "social-tone",
             tracking_uri: str | None = None, metrics_json: Path | None = None) -> dict:
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / SUMMARY).read_text())
+    summary = RunDir(run_dir).summary()
     uri = tracking_uri if tracking_uri and tracking_uri != "none" else None
     registry_version = None
-    logged = run_dir / tracking.MODEL_RECORD  # the ONNX model export-onnx logged, in this store
-    model = json.loads(logged.read_text()) if logged.exists() else {}
+    model = RunDir(run_dir).mlflow_model()  # the ONNX model export-onnx logged, in this store
     if uri and model.get("tracking_uri") != uri:
         log.warning("no ONNX model logged to %s for %s: not registered in MLflow", uri, run_dir)
     elif uri:

@@ -15,7 +15,6 @@ from typing import Iterator
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "social-tone"
-MODEL_RECORD = "mlflow_model.json"  # in the run dir: the ONNX model export-onnx logged (promote registers it)
 
 
 def git_commit() -> str:

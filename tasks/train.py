@@ -23,13 +23,13 @@ from torch import nn
 from tasks import dataset as ds
 from tasks import metrics, model as mdl, tracking
 from tasks.fsutil import atomic_dir, atomic_write_json
+from tasks.rundir import HISTORY, SUMMARY, THRESHOLDS
 from tasks.split import TRAIN, VAL
 
 log = logging.getLogger(__name__)
 # Lightning's banner lines ("GPU available", tips) are noise in a task log.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=r".*(LeafSpec|does not have many workers).*")
-THRESHOLDS, HISTORY, SUMMARY = "thresholds.json", "history.json", "train_summary.json"
 
 
 @dataclasses.dataclass

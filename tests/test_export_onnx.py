@@ -115,3 +115,15 @@ def test_label_flips_count_only_outside_the_tolerance_band(tmp_path):
     assert r["ok"] and r["borderline_flips"] == 1 and r["label_mismatch_rows"] == 0
     r = check_parity(tmp_path / "near.onnx", Tiny(), np.array([0.5], np.float32), img + 1e-3, txt, atol=1e-5)
     assert not r["ok"]
+
+
+def test_light_steps_import_neither_lightning_nor_matplotlib():
+    """promote, gate, publish and export name run-dir files through tasks.rundir (stdlib only),
+    not by importing the module that writes them."""
+    code = ("import sys, tasks.promote, tasks.gate, tasks.export_onnx, tasks.triton.repo, tasks.cli\n"
+            "print(sorted(m for m in ('lightning', 'matplotlib', 'sklearn') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"
+    p = subprocess.run([sys.executable, "-c", "import sys, tasks.promote, tasks.gate, tasks.triton.repo; "
+                        "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "False"

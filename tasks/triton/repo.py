@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tasks.fsutil import atomic_dir, atomic_write_text
+from tasks.rundir import ONNX, PLAN, TENSORRT_REPORT
 
 BACKENDS = ("python", "onnxruntime", "tensorrt_plan")
 PYTHON_MODEL = Path(__file__).with_name("python_model.py")
@@ -136,18 +137,17 @@ def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels:
 
 CONFIG = "config.pbtxt"
 SERVING = "serving.json"  # <N>/serving.json: backend, precision, canary tolerance (+ TensorRT parity)
-TENSORRT_REPORT = "tensorrt.json"  # written by convert-tensorrt beside the plan
 
 
 def choose_model_file(run_dir: Path, backend: str) -> tuple[Path, str, str | None]:
     """(file, backend, why it fell back): a TensorRT plan when the run has one, else the ONNX
     graph on the onnxruntime backend (convert-tensorrt skipped: no GPU, or parity failed)."""
     run_dir = Path(run_dir)
-    if backend != "tensorrt_plan" or (run_dir / "model.plan").is_file():
-        return run_dir / ("model.plan" if backend == "tensorrt_plan" else "model.onnx"), backend, None
+    if backend != "tensorrt_plan" or (run_dir / PLAN).is_file():
+        return run_dir / (PLAN if backend == "tensorrt_plan" else ONNX), backend, None
     report = run_dir / TENSORRT_REPORT
     why = json.loads(report.read_text()).get("reason") if report.is_file() else None
-    return (run_dir / "model.onnx", "onnxruntime",
+    return (run_dir / ONNX, "onnxruntime",
             f"no TensorRT plan in {run_dir} ({why or 'convert-tensorrt did not write one'}); "
             "serving the ONNX graph on the onnxruntime backend")
 
