@@ -19,6 +19,7 @@ from airflow.sdk import Param, dag
 
 from include import docker_task, settings
 from include.day_sensor import DaySensor
+from include.notify import RunFailed
 
 S = settings.load()
 DAY = "{{ ds }}"
@@ -32,6 +33,7 @@ PREDICTIONS = f"{S.predictions}/{DAY}.parquet"
     catchup=True,
     max_active_runs=4,  # today's run may wait hours for its drop: other days go past it
     tags=["social-tone", "scoring", "monitoring"],
+    on_failure_callback=RunFailed(S),
     default_args={"retries": 1},
     params={
         "window": Param(28, type="integer", minimum=1, description="trailing days to compare with"),

@@ -44,6 +44,9 @@ class Settings:
     scoring_start: str
     scoring_grace_seconds: int
     model_wait_seconds: int
+    # warcov_retrain pauses itself after this many failed runs in a row (a code or config bug
+    # would otherwise strand one drop in processing/ per run)
+    max_failed_runs: int
     # Triton's model-repository API answers only this secret (tasks/triton/client.py); handed
     # to the reload task alone, never rendered in the UI
     triton_admin_secret: str | None = dataclasses.field(default=None, repr=False)
@@ -144,6 +147,7 @@ def load() -> Settings:
         scoring_start=_env("SOCIAL_TONE_SCORING_START", "2026-11-01"),
         scoring_grace_seconds=int(_env("SOCIAL_TONE_SCORING_WAIT", str(6 * 3600))),
         model_wait_seconds=int(_env("SOCIAL_TONE_MODEL_WAIT", str(24 * 3600))),
+        max_failed_runs=int(_env("SOCIAL_TONE_MAX_FAILED_RUNS", "3")),
         triton_admin_secret=os.environ.get("SOCIAL_TONE_TRITON_ADMIN_SECRET") or None,
         alert_webhook=os.environ.get("SOCIAL_TONE_ALERT_WEBHOOK") or None,
         alert_command=os.environ.get("SOCIAL_TONE_ALERT_COMMAND") or None,

@@ -33,10 +33,14 @@ def params(s: Settings) -> dict[str, Param]:
 
 
 def dag_kwargs(s: Settings) -> dict:
-    """What both retraining DAGs declare alike: one run at a time, no catchup, the params form."""
+    """What both retraining DAGs declare alike: one run at a time, no catchup, the params form,
+    a failure alert (include/notify.py), and a pause after SOCIAL_TONE_MAX_FAILED_RUNS failed runs."""
     import pendulum
+
+    from include.notify import RunFailed
     return {"start_date": pendulum.datetime(2026, 1, 1, tz="UTC"), "catchup": False, "max_active_runs": 1,
-            "tags": ["social-tone", "training"], "default_args": {"retries": 0}, "params": params(s)}
+            "tags": ["social-tone", "training"], "default_args": {"retries": 0}, "params": params(s),
+            "on_failure_callback": RunFailed(s), "max_consecutive_failed_dag_runs": s.max_failed_runs}
 
 
 def x(expr: str) -> str:

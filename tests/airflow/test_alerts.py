@@ -81,3 +81,43 @@ print("RESULT", op.execute({{}}))
     assert p.returncode == 0 and "RESULT" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]
     assert [r["spikes"] for r in received] == [["topic_2"]], received
     assert received[0]["day"] == str(START + dt.timedelta(days=7))
+
+
+def test_a_failed_run_is_posted_to_the_same_webhook_and_retrain_pauses_after_failures(airflow_db, monkeypatch):
+    """Every DAG's failure callback (include/notify.py) POSTs the DAG, the run and its failed
+    tasks to SOCIAL_TONE_ALERT_WEBHOOK, here for a real failed run; warcov_retrain is
+    declared to pause itself after 3 failed runs in a row."""
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SOCIAL_TONE_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/alerts")
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        for dag_id in ("warcov_retrain", "warcov_retrain_now", "warcov_daily_scoring"):
+            assert bag.dags[dag_id].on_failure_callback, dag_id
+        assert bag.dags["warcov_retrain"].max_consecutive_failed_dag_runs == 3
+        # a real failed run: retrain-now before any data was ingested fails in `prepare`
+        assert not (Path(os.environ["SOCIAL_TONE_DATA_ROOT"]) / "dataset" / "drops").exists()
+        dag = bag.dags["warcov_retrain_now"]
+        dr = dag.test(run_conf={"epochs": 1})
+        assert dr.state == "failed"
+        # dag.test runs no DAG-level callbacks (the dag-processor does, with this context)
+        callback = dag.on_failure_callback
+        for cb in callback if isinstance(callback, list) else [callback]:
+            cb({"dag": dag, "dag_run": dr, "reason": "task_failure"})
+    finally:
+        server.shutdown()
+    assert len(received) == 1, received
+    assert received[0]["event"] == "run_failed" and received[0]["dag_id"] == "warcov_retrain_now"
+    assert received[0]["run_id"] == dr.run_id and received[0]["failed_tasks"] == ["prepare"], received
