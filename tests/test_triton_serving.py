@@ -259,6 +259,19 @@ def test_config_and_pruning(runs, tmp_path):
         trepo.publish(root / "run1", tmp_path / "repo", keep=1)
 
 
+def test_concurrent_publishes_get_distinct_versions(runs, tmp_path):
+    """A drop's run and warcov_retrain_now may publish at the same moment: each process gets
+    its own version and none fails (the repository's publish lock)."""
+    code = ("import json, sys; from tasks.triton import repo\n"
+            "print(json.dumps(repo.publish(sys.argv[1], sys.argv[2], keep=10)['version']))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(runs / "run1"), str(tmp_path / "repo")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-500:] for _, e in outs]
+    assert sorted(int(o.strip()) for o, _ in outs) == [1, 2, 3, 4]
+    assert trepo.versions(tmp_path / "repo" / MODEL) == [1, 2, 3, 4]
+
+
 def test_interrupted_publish_is_repaired_by_the_next_run(runs, server):
     """A crash between publish and reload leaves version 2 published but not loaded, and a
     crash inside a publish leaves a hidden temp dir: the next run's reload loads its own new

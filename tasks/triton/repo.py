@@ -6,15 +6,19 @@ generated for the backend in use and names the label file for the labels output.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import Iterator
 
 from tasks.fsutil import atomic_dir, atomic_write_text
-from tasks.rundir import ONNX, PLAN, TENSORRT_REPORT
+from tasks import rundir
+from tasks.rundir import ONNX, PLAN, TENSORRT_REPORT, RunDir
 
 BACKENDS = ("python", "onnxruntime", "tensorrt_plan")
 PYTHON_MODEL = Path(__file__).with_name("python_model.py")
@@ -77,6 +81,20 @@ def next_version(repo: Path, model: str) -> int:
     """Version numbers are never reused, not even those of rejected versions."""
     used = versions(Path(repo) / model) + versions(rejected_dir(repo, model))
     return max(used, default=0) + 1
+
+
+@contextlib.contextmanager
+def publishing(repo: Path) -> Iterator[None]:
+    """An exclusive lock on the repository for choosing and writing a version (flock on
+    <repo>/.publish.lock: it holds across processes and containers sharing the folder)."""
+    Path(repo).mkdir(parents=True, exist_ok=True)
+    # read-only is enough for flock: a lock file another user created never blocks us
+    fd = os.open(Path(repo) / ".publish.lock", os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def prune(repo: Path, model: str, keep: int) -> list[int]:
@@ -209,20 +227,21 @@ def publish(run_dir: Path, repo: Path, model: str = "social_tone", backend: str 
     run_dir = Path(run_dir)
     chosen, backend, fallback = choose_model_file(run_dir, backend)
     model_file = Path(model_file) if model_file is not None else chosen
-    cfg = json.loads((run_dir / "model_config.json").read_text())
-    thr = json.loads((run_dir / "thresholds.json").read_text())
+    cfg = json.loads((run_dir / rundir.CONFIG).read_text())
+    thr = RunDir(run_dir).thresholds()
     config = render_config(model, backend, cfg["img_dim"], cfg["txt_dim"], cfg["n_labels"], max_batch_size,
                            execution_env, instances, gpu)
     record = {**serving_record(run_dir, backend, gpu), **({"fallback": fallback} if fallback else {})}
-    version = next_version(repo, model)
-    with atomic_dir(model_dir / str(version), replace=False) as tmp:
-        shutil.copyfile(model_file, tmp / ("model.plan" if backend == "tensorrt_plan" else "model.onnx"))
-        shutil.copyfile(run_dir / "thresholds.json", tmp / "thresholds.json")
-        if backend == "python":
-            shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
-        (tmp / CONFIG).write_text(config)
-        (tmp / SERVING).write_text(json.dumps(record, indent=2) + "\n")
-    atomic_write_text(model_dir / "labels.txt", "\n".join(thr["label_names"]) + "\n")
-    atomic_write_text(model_dir / CONFIG, config)
-    prune(repo, model, keep)
+    with publishing(repo):  # two runs publishing at once (a drop and retrain-now) get distinct versions
+        version = next_version(repo, model)
+        with atomic_dir(model_dir / str(version), replace=False) as tmp:
+            shutil.copyfile(model_file, tmp / ("model.plan" if backend == "tensorrt_plan" else "model.onnx"))
+            shutil.copyfile(run_dir / rundir.THRESHOLDS, tmp / "thresholds.json")
+            if backend == "python":
+                shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
+            (tmp / CONFIG).write_text(config)
+            (tmp / SERVING).write_text(json.dumps(record, indent=2) + "\n")
+        atomic_write_text(model_dir / "labels.txt", "\n".join(thr["label_names"]) + "\n")
+        atomic_write_text(model_dir / CONFIG, config)
+        prune(repo, model, keep)
     return {"version": version, "backend": backend, **({"fallback": fallback} if fallback else {})}
