@@ -37,17 +37,9 @@ for i in range(8):
 """
 
 
-def test_a_spike_reaches_the_webhook_from_a_docker_task(airflow_db):
-    data = Path(os.environ["SOCIAL_TONE_DATA_ROOT"])
-    preds, mon = data / "alert-check" / "predictions", data / "alert-check" / "monitoring"
-    preds.mkdir(parents=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": "none"}
-    subprocess.run([TASKS_PY, "-c", WRITE_DAYS, str(preds), START.isoformat()], check=True, env=env)
-    for i in range(7):  # the history, on the host: no alerts while warming up
-        day = START + dt.timedelta(days=i)
-        subprocess.run([TASKS_PY, "-m", "tasks", "monitor", "--predictions", str(preds / f"{day}.parquet"),
-                        "--day", str(day), "--root", str(mon)], check=True, env=env, capture_output=True)
-
+@pytest.fixture
+def webhook():
+    """A webhook receiver on loopback: (its URL, the JSON bodies it received)."""
     received = []
 
     class Hook(http.server.BaseHTTPRequestHandler):
@@ -61,7 +53,22 @@ def test_a_spike_reaches_the_webhook_from_a_docker_task(airflow_db):
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/hook"
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
+def test_a_spike_reaches_the_webhook_from_a_docker_task(airflow_db, webhook):
+    data = Path(os.environ["SOCIAL_TONE_DATA_ROOT"])
+    preds, mon = data / "alert-check" / "predictions", data / "alert-check" / "monitoring"
+    preds.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": "none"}
+    subprocess.run([TASKS_PY, "-c", WRITE_DAYS, str(preds), START.isoformat()], check=True, env=env)
+    for i in range(7):  # the history, on the host: no alerts while warming up
+        day = START + dt.timedelta(days=i)
+        subprocess.run([TASKS_PY, "-m", "tasks", "monitor", "--predictions", str(preds / f"{day}.parquet"),
+                        "--day", str(day), "--root", str(mon)], check=True, env=env, capture_output=True)
+
+    url, received = webhook
     code = f"""
 import json, os
 os.environ["SOCIAL_TONE_ALERT_WEBHOOK"] = {url!r}
@@ -77,47 +84,32 @@ print("RESULT", op.execute({{}}))
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
-    server.shutdown()
     assert p.returncode == 0 and "RESULT" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]
     assert [r["spikes"] for r in received] == [["topic_2"]], received
     assert received[0]["day"] == str(START + dt.timedelta(days=7))
 
 
-def test_a_failed_run_is_posted_to_the_same_webhook_and_retrain_pauses_after_failures(airflow_db, monkeypatch):
+def test_a_failed_run_is_posted_to_the_same_webhook_and_retrain_pauses_after_failures(airflow_db, webhook,
+                                                                                     monkeypatch):
     """Every DAG's failure callback (include/notify.py) POSTs the DAG, the run and its failed
     tasks to SOCIAL_TONE_ALERT_WEBHOOK, here for a real failed run; warcov_retrain is
     declared to pause itself after 3 failed runs in a row."""
-    received = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("SOCIAL_TONE_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/alerts")
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-        bag = DagBag(dag_folder=str(REPO / "dags"))
-        for dag_id in ("warcov_retrain", "warcov_retrain_now", "warcov_daily_scoring"):
-            assert bag.dags[dag_id].on_failure_callback, dag_id
-        assert bag.dags["warcov_retrain"].max_consecutive_failed_dag_runs == 3
-        # a real failed run: retrain-now before any data was ingested fails in `prepare`
-        assert not (Path(os.environ["SOCIAL_TONE_DATA_ROOT"]) / "dataset" / "drops").exists()
-        dag = bag.dags["warcov_retrain_now"]
-        dr = dag.test(run_conf={"epochs": 1})
-        assert dr.state == "failed"
-        # dag.test runs no DAG-level callbacks (the dag-processor does, with this context)
-        callback = dag.on_failure_callback
-        for cb in callback if isinstance(callback, list) else [callback]:
-            cb({"dag": dag, "dag_run": dr, "reason": "task_failure"})
-    finally:
-        server.shutdown()
+    url, received = webhook
+    monkeypatch.setenv("SOCIAL_TONE_ALERT_WEBHOOK", url)
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    for dag_id in ("warcov_retrain", "warcov_retrain_now", "warcov_daily_scoring"):
+        assert bag.dags[dag_id].on_failure_callback, dag_id
+    assert bag.dags["warcov_retrain"].max_consecutive_failed_dag_runs == 3
+    # a real failed run: retrain-now before any data was ingested fails in `prepare`
+    assert not (Path(os.environ["SOCIAL_TONE_DATA_ROOT"]) / "dataset" / "drops").exists()
+    dag = bag.dags["warcov_retrain_now"]
+    dr = dag.test(run_conf={"epochs": 1})
+    assert dr.state == "failed"
+    # dag.test runs no DAG-level callbacks (the dag-processor does, with this context)
+    callback = dag.on_failure_callback
+    for cb in callback if isinstance(callback, list) else [callback]:
+        cb({"dag": dag, "dag_run": dr, "reason": "task_failure"})
     assert len(received) == 1, received
     assert received[0]["event"] == "run_failed" and received[0]["dag_id"] == "warcov_retrain_now"
     assert received[0]["run_id"] == dr.run_id and received[0]["failed_tasks"] == ["prepare"], received
