@@ -1,7 +1,7 @@
 """DaySensor: wait for one day's scoring drop until that day's deadline, not for a fixed time.
 
 The deadline is the end of the day (ds + 1 day, UTC) plus a grace period
-(Settings.scoring_grace). Today's run waits, deferred in the triggerer, until its drop lands or
+(Settings.scoring_grace_seconds, SOCIAL_TONE_SCORING_WAIT). Today's run waits, deferred in the triggerer, until its drop lands or
 the deadline passes; a past day whose drop never came (a backfill, a cleared run) is skipped at
 once with the reason in its log, instead of holding a run slot for hours.
 """
