@@ -66,9 +66,11 @@ class Api:
         return self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
 
 
-def demo_days():
-    today = dt.datetime.now(dt.timezone.utc).date()
-    return [(today - dt.timedelta(days=back)).isoformat() for back in (3, 2, 1)], today.isoformat()
+def demo_days(out):
+    """The three past days the demo scored (it prints them), and the day it ran on: read from its
+    output, not the clock, so a run across midnight checks the same days."""
+    days = re.search(r"score and monitor (\S+) (\S+) (\S+)", out).groups()
+    return list(days), (dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)).isoformat()
 
 
 def test_demo_serves_and_prints_where_to_look(demo):
@@ -83,7 +85,7 @@ def test_demo_serves_and_prints_where_to_look(demo):
 def test_the_demo_ends_green_with_no_failed_try(demo):
     out, demo_dir = demo
     api = Api(out)
-    days, _ = demo_days()
+    days, _ = demo_days(out)
     daily = {r["logical_date"][:10]: r["state"] for r in api.runs("warcov_daily_scoring")}
     assert all(daily.get(d) == "success" for d in days), daily
     for d in days:  # scored and monitored, not skipped
@@ -108,7 +110,7 @@ def test_todays_run_waiting_for_its_posts_holds_back_no_other_day(demo):
     that day to success meanwhile, instead of queueing behind today."""
     out, _ = demo
     api = Api(out)
-    days, today = demo_days()
+    days, today = demo_days(out)
     runs = {r["logical_date"][:10]: r for r in api.runs("warcov_daily_scoring")}
     assert runs[today]["state"] in ("running", "queued"), runs[today]
     first = runs[days[0]]
@@ -180,7 +182,7 @@ def test_airflow_ui_login_shows_both_dags_and_the_finished_run(demo):
         driver.switch_to.frame(frame)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= 3)
         days_table = driver.find_element(By.CSS_SELECTOR, "table.days").text
-        assert all(d in days_table for d in demo_days()[0]), days_table
+        assert all(d in days_table for d in demo_days(out)[0]), days_table
         driver.switch_to.default_content()
         time.sleep(1)
         driver.save_screenshot(str(ARTIFACTS / "airflow-ui-topic-trends.png"))
