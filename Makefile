@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)
 # ignored"): hundreds of harmless lines, filtered out (pip's own exit status is kept)
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; test $${PIPESTATUS[0]} -eq 0
 
-.PHONY: venv airflow-venv engine images demo down clean lint test test-tasks test-airflow bench-train bench-serving bench-d2s fuzz gpu-smoke team-up team-down clean-venv
+.PHONY: venv airflow-venv engine images demo down clean lint test test-tasks test-airflow bench-train bench-quality bench-memory bench-serving bench-d2s fuzz gpu-smoke team-up team-down clean-venv
 
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
@@ -75,6 +75,13 @@ test-airflow: venv airflow-venv images
 
 bench-train: venv
 	$(PY) bench/train_speed.py --repeats 2
+
+# real dev sets (bench/devsets.py builds them once into ~/.cache/social-tone/devsets) + synthetic
+bench-quality: venv
+	PYTHONPATH=. $(PY) bench/quality.py --json bench/results/quality.json
+
+bench-memory: venv
+	PYTHONPATH=. $(PY) bench/train_memory.py --drops 1 10 --compare-ref 493dc09 --json bench/results/train-memory.json
 
 bench-serving: venv
 	$(PY) bench/serving.py --reloads 100 --clients 4

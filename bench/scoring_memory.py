@@ -74,11 +74,10 @@ def main() -> int:
         root = Path(tmp)
         synth.write_labeled(root / "d", "d", rows=20000, seed=3)
         train([root / "d"], root / "run", TrainConfig(max_epochs=3), tracking_uri="none")
-        export_onnx(root / "run", [root / "d"], root / "run" / "model.onnx", tracking_uri="none")
+        export_onnx(root / "run", tracking_uri="none")
         trepo.publish(root / "run", root / "repo", execution_env=sys.prefix)
         with TritonServer(root / "repo", root / "triton") as server:
-            reload(root / "repo", "social_tone", server.grpc_url, root / "run" / "model.onnx",
-                   root / "run" / "thresholds.json")
+            reload(root / "repo", "social_tone", url=server.grpc_url, run_dir=root / "run")
             for i, n in enumerate(args.sizes):
                 day = dt.date(2026, 1, 1) + dt.timedelta(days=i)
                 drop = root / "in" / day.isoformat()

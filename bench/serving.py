@@ -47,7 +47,7 @@ REGION_IDS = itertools.count()  # shared-memory region names are unique per serv
 def make_run(root: Path) -> Path:
     synth.write_labeled(root / "d", "d", rows=5000, seed=7)
     train([root / "d"], root / "run", TrainConfig(max_epochs=2), tracking_uri="none")
-    export_onnx(root / "run", [root / "d"], root / "run" / "model.onnx", tracking_uri="none")
+    export_onnx(root / "run", tracking_uri="none")
     return root / "run"
 
 
@@ -211,7 +211,7 @@ def reloads_under_load(run: Path, server: TritonServer, n_reloads: int, clients:
         secs = []
         for i in range(n_reloads):
             trepo.publish(run, server.model_repo, execution_env=sys.prefix, instances=instances)
-            r = reload(server.model_repo, MODEL, server.grpc_url, run / "model.onnx", run / "thresholds.json")
+            r = reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=run)
             secs.append(r["load_seconds"])
             if (i + 1) % 10 == 0:
                 print(f"  {i + 1} reloads, serving version {r['version']}", flush=True)
@@ -240,7 +240,7 @@ def main() -> int:
         run = make_run(root)
         trepo.publish(run, root / "repo", execution_env=sys.prefix, instances=args.instances)
         with TritonServer(root / "repo", root / "triton") as server:
-            reload(root / "repo", MODEL, server.grpc_url, run / "model.onnx", run / "thresholds.json")
+            reload(root / "repo", MODEL, url=server.grpc_url, run_dir=run)
             result = {"machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
                       "instances": args.instances,
                       "throughput": throughput(run, server, args.seconds, args.concurrency, args.rounds)}

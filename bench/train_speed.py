@@ -29,7 +29,7 @@ from tasks.train import TrainConfig, train
 
 RECIPES = {
     "seed": TrainConfig(loader="dataloader", batch_size=64, lr=1e-3, tune_thresholds=False, precision="32",
-                        lr_patience=10, lr_factor=0.1),
+                        lr_patience=10, lr_factor=0.1, max_epochs=20, select_on="loss", patience_steps=0),
     "ours": TrainConfig(),
 }
 

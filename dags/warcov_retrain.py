@@ -16,8 +16,6 @@ from airflow.sdk import dag, task
 from include import docker_task, drops, settings, training
 
 S = settings.load()
-x = training.x
-C = "ti.xcom_pull(task_ids='claim')"  # the claimed drop's paths, for templates
 
 
 @dag(
@@ -30,7 +28,7 @@ def warcov_retrain():
                       deferrable=S.deferrable, poke_interval=max(S.poke_interval, 1), timeout=24 * 3600,
                       retries=3, retry_delay=pendulum.duration(seconds=15))  # e.g. the API server still starting
 
-    @task
+    @task(multiple_outputs=True)  # one XCom per path: the steps take them as XComArgs
     def claim() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
         claimed = drops.claim(S)
@@ -42,8 +40,9 @@ def warcov_retrain():
     def not_duplicate(claimed: dict) -> bool:
         return "duplicate_of" not in claimed
 
-    validate = docker_task.task(S, "validate", ["validate", x(C + "['drop']"), "--kind", "labeled", "--report",
-                                                x(C + "['report']"), "--schema", str(S.dataset / "schema.json"),
+    claimed = claim()
+    validate = docker_task.task(S, "validate", ["validate", claimed["drop"], "--kind", "labeled", "--report",
+                                                claimed["report"], "--schema", str(S.dataset / "schema.json"),
                                                 "--no-fail"], writes=[S.runs], network=False)
 
     @task.branch
@@ -54,19 +53,18 @@ def warcov_retrain():
     def quarantine(claimed: dict) -> str:
         return drops.quarantine(S, claimed)
 
-    ingest = docker_task.task(S, "ingest", ["ingest", x(C + "['drop']"), "--validated", x(C + "['report']"),
-                                            "--dataset", str(S.dataset),
-                                            "--remote", str(S.dvc_remote)],
+    ingest = docker_task.task(S, "ingest", ["ingest", claimed["drop"], "--validated", claimed["report"],
+                                            "--dataset", str(S.dataset), "--remote", str(S.dvc_remote)],
                               writes=[S.dataset, S.dvc_remote], network=False, retries=1)
-    step = training.steps(S, paths_from="claim")
+    step = training.steps(S, claimed)
 
     # after evaluate (not blessed) or promote (served); never on the quarantine or duplicate paths,
-    # and not after a failure: then the drop stays in processing/ for a retry
+    # and not after a failure: then the drop stays in processing/ for a retry. It pulls the
+    # claim itself: an XComArg would make claim an upstream whose success triggers it anyway.
     @task(trigger_rule="none_failed_min_one_success")
     def archive(ti=None) -> str:
         return drops.archive(S, ti.xcom_pull(task_ids="claim"))
 
-    claimed = claim()
     routed = route(claimed)
     wait >> claimed >> not_duplicate(claimed) >> validate >> routed
     routed >> quarantine(claimed)

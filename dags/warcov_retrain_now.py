@@ -1,7 +1,8 @@
 """warcov_retrain_now: retrain on the current dataset with other params, no new drop needed.
 
 Trigger it from the UI ("Trigger" with the params form: epochs, lr, batch size, hidden size,
-force_promote, gate tolerance...). It trains on every drop ingested so far (dataset/drops), then
+window of drops, force_promote, gate tolerance...). It trains on the drops ingested so far
+(dataset/drops; all of them unless window_drops), then
 takes the same model and serving steps as warcov_retrain (include/training.py):
 
 prepare -> [model] train -> evaluate -> gate
@@ -26,7 +27,7 @@ S = settings.load()
     **training.dag_kwargs(S),
 )
 def warcov_retrain_now():
-    @task
+    @task(multiple_outputs=True)  # one XCom per path: the steps take them as XComArgs
     def prepare() -> dict:
         """A run directory for this retraining, once there is a dataset to train on."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -35,8 +36,7 @@ def warcov_retrain_now():
                                        f"{S.inbox} first (warcov_retrain ingests it)")
         return drops.new_run(S, "retrain-now")
 
-    step = training.steps(S, paths_from="prepare")
-    prepare() >> step["train"]
+    training.steps(S, prepare())
 
 
 warcov_retrain_now()

@@ -8,6 +8,7 @@ execution timeout, and the container is removed whatever the outcome (logs stay 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +16,8 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from docker.types import DeviceRequest, Mount, Ulimit
 
 from include.settings import Settings, hand_over
+from tasks import env
+from tasks.rundir import RunDir
 
 EXIT_SKIPPED = 5  # tasks/cli.py: "does not apply" (no GPU, not blessed) -> Airflow skip
 
@@ -22,20 +25,30 @@ EXIT_SKIPPED = 5  # tasks/cli.py: "does not apply" (no GPU, not blessed) -> Airf
 class TaskOperator(DockerOperator):
     """A DockerOperator that creates its read-write mount sources before the container starts
     (Docker refuses a bind mount whose source does not exist yet) and hands them to the
-    containers' user."""
+    containers' user. Its XComs are the command's JSON result, one per key (`op.output["run"]`).
+    With `lineage_extra` (a model dir), its outlets' asset events carry that model's
+    lineage.json as their extra."""
+
+    template_fields = (*DockerOperator.template_fields, "lineage_extra")
 
     def __init__(self, *, settings: Settings, create_dirs: Sequence[str] = (), pids_limit: int | None = None,
-                 **kwargs):
-        super().__init__(**kwargs)
+                 lineage_extra=None, **kwargs):
+        super().__init__(multiple_outputs=True, **kwargs)
         self.settings = settings
         self.create_dirs = list(create_dirs)
         self.pids_limit = pids_limit
+        self.lineage_extra = lineage_extra
 
     def execute(self, context):
         for d in self.create_dirs:
             Path(d).mkdir(parents=True, exist_ok=True)
             hand_over(self.settings, Path(d))
-        return super().execute(context)
+        result = last_json(super().execute(context))  # the command's JSON result: one XCom per key
+        if self.lineage_extra:
+            lineage = RunDir(self.lineage_extra).lineage()
+            for asset in self.outlets:
+                context["outlet_events"][asset].extra = lineage
+        return result
 
     def _run_image_with_mounts(self, target_mounts, add_tmp_variable: bool):
         # provider 4.x takes no pids_limit: add it to the host config it builds (its client is cached)
@@ -49,16 +62,32 @@ class TaskOperator(DockerOperator):
             cli.create_host_config = create
 
 
+def last_json(lines) -> dict:
+    """The command's result: the last stdout line that is a JSON object. Docker merges the
+    container's stdout and stderr, so a log line may come after it."""
+    for line in reversed(lines if isinstance(lines, list) else [lines] if lines else []):
+        line = line.strip() if isinstance(line, str) else ""
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return {}
+
+
 def container_env(s: Settings) -> dict[str, str]:
-    env = {"MLFLOW_TRACKING_URI": s.mlflow_uri,
-           "SOCIAL_TONE_MLFLOW_ARTIFACTS": str(s.mlflow_dir / "artifacts"),
-           "SOCIAL_TONE_TRITON_GRPC": s.triton_grpc,
-           "HOME": "/tmp", "DVC_NO_ANALYTICS": "1",
-           "GIT_PYTHON_REFRESH": "quiet",  # no git in the image; the commit comes from the image's env
-           "PYTHONUNBUFFERED": "1"}
-    if s.triton_execution_env:
-        env["SOCIAL_TONE_TRITON_EXECUTION_ENV"] = s.triton_execution_env
-    return env
+    """Every `step` variable of tasks/env.py, from the settings (a test checks none is missing)."""
+    step = {"MLFLOW_TRACKING_URI": s.mlflow_uri,
+            "SOCIAL_TONE_MLFLOW_ARTIFACTS": str(s.mlflow_dir / "artifacts"),
+            "SOCIAL_TONE_MODEL_NAME": s.model_name,
+            "SOCIAL_TONE_TRITON_GRPC": s.triton_grpc,
+            "SOCIAL_TONE_TRITON_EXECUTION_ENV": s.triton_execution_env,
+            "DVC_NO_ANALYTICS": env.VARS["DVC_NO_ANALYTICS"].default}
+    return {k: v for k, v in step.items() if v} | {
+        "HOME": "/tmp", "GIT_PYTHON_REFRESH": "quiet",  # no git in the image; the commit comes from the image's env
+        "PYTHONUNBUFFERED": "1"}
 
 
 def _host(s: Settings, path: Path) -> str:
@@ -67,7 +96,8 @@ def _host(s: Settings, path: Path) -> str:
 
 
 def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path] = (), network: bool = True,
-         gpu: bool = False, triton_admin: bool = False, alerts: bool = False, **kwargs) -> DockerOperator:
+         gpu: bool = False, triton_admin: bool = False, alerts: bool = False, lineage_extra=None,
+         **kwargs) -> DockerOperator:
     """A step of `python3 -m tasks` in the task image. The last stdout line (JSON) goes to XCom.
 
     writes: the folders under the data root the step writes; the rest is read-only.
@@ -91,6 +121,7 @@ def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path
     mounts += [Mount(target=str(w), source=_host(s, w), type="bind", read_only=False) for w in writes]
     return TaskOperator(
         settings=s,
+        lineage_extra=lineage_extra,
         task_id=task_id,
         image=s.tensorrt_image if on_gpu else s.task_image,
         device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if on_gpu else None,
@@ -110,6 +141,7 @@ def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path
         auto_remove="force",  # removed whatever the outcome; the log is in Airflow
         execution_timeout=kwargs.pop("execution_timeout", dt.timedelta(minutes=s.task_timeout_minutes)),
         do_xcom_push=True,
+        xcom_all=True,  # every line: last_json picks the result
         skip_on_exit_code=kwargs.pop("skip_on_exit_code", None),
         **kwargs,
     )

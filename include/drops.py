@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 
 from include.settings import Settings, hand_over
+from tasks.rundir import RunPaths
 
 log = logging.getLogger(__name__)
 MARKER = "_SUCCESS"
@@ -103,12 +104,10 @@ def seen(s: Settings) -> dict:
 
 def new_run(s: Settings, name: str) -> dict:
     """A new run directory runs/<UTC stamp>-<name>/ and the paths the training steps use in it."""
-    key = f"{_stamp()}-{name}"
-    work = s.runs / key
+    work = s.runs / f"{_stamp()}-{name}"
     work.mkdir(parents=True, exist_ok=True)
     hand_over(s, work)  # the task containers write their outputs here
-    return {"key": key, "work": str(work), "run": str(work / "model"), "eval": str(work / "eval"),
-            "report": str(work / "validation.json")}
+    return RunPaths(work).as_dict()
 
 
 def claim(s: Settings) -> dict | None:

@@ -22,6 +22,10 @@ class RunFailed(BaseNotifier):
         super().__init__()
         self.settings = settings
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Nothing to render: this notifier has no templated fields. (Rendering needs the DAG's
+        template env, which the SerializedDAG a dag.test run hands DAG callbacks lacks.)"""
+
     def payload(self, context) -> dict:
         dr = context.get("dag_run")
         failed = []
@@ -30,6 +34,9 @@ class RunFailed(BaseNotifier):
                 failed = sorted(ti.task_id for ti in dr.get_task_instances(state=["failed"]))
             except Exception:  # noqa: BLE001 (a partial alert beats none)
                 failed = []
+        ti = context.get("ti") or context.get("task_instance")  # the failed task that ended the run
+        if not failed and getattr(ti, "task_id", None):  # the SDK's DagRun (dag-processor, dag.test) lists no TIs
+            failed = [ti.task_id]
         dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(dr, "dag_id", None)
         return {"event": "run_failed", "dag_id": dag_id, "run_id": getattr(dr, "run_id", None),
                 "failed_tasks": failed, "reason": str(context.get("reason") or context.get("exception") or ""),

@@ -11,6 +11,9 @@ import dataclasses
 import os
 from pathlib import Path
 
+from tasks import env as task_env  # the variables the task code reads, with their defaults
+from tasks.gate import FLOOR, TOLERANCE
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -124,17 +127,17 @@ def load() -> Settings:
         docker_url=_env("SOCIAL_TONE_DOCKER_URL", "unix://var/run/docker.sock"),
         network_mode=_env("SOCIAL_TONE_NETWORK_MODE", "host"),
         container_user=os.environ.get("SOCIAL_TONE_CONTAINER_USER") or _owner(root),
-        triton_grpc=_env("SOCIAL_TONE_TRITON_GRPC", "127.0.0.1:8001"),
+        triton_grpc=task_env.get("SOCIAL_TONE_TRITON_GRPC"),
         triton_execution_env=os.environ.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or None,
         triton_backend=_env("SOCIAL_TONE_TRITON_BACKEND", "python"),
         # a GPU on the Docker host: convert-tensorrt gets the TensorRT image and the device,
         # and the onnxruntime backend runs on KIND_GPU
         gpu=_env("SOCIAL_TONE_GPU", "false").lower() in ("1", "true", "yes"),
         tensorrt_image=_env("SOCIAL_TONE_TENSORRT_IMAGE", "social-tone/tensorrt:24.10"),
-        model_name=_env("SOCIAL_TONE_MODEL_NAME", "social_tone"),
+        model_name=task_env.get("SOCIAL_TONE_MODEL_NAME"),
         mlflow_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow/mlflow.db"),
-        gate_tolerance=float(_env("SOCIAL_TONE_GATE_TOLERANCE", "0.01")),
-        gate_floor=float(_env("SOCIAL_TONE_GATE_FLOOR", "0.1")),
+        gate_tolerance=float(_env("SOCIAL_TONE_GATE_TOLERANCE", str(TOLERANCE))),
+        gate_floor=float(_env("SOCIAL_TONE_GATE_FLOOR", str(FLOOR))),
         fs_conn_id=_env("SOCIAL_TONE_FS_CONN_ID", "fs_default"),
         poke_interval=int(_env("SOCIAL_TONE_POKE_INTERVAL", "30")),
         # sensors wait in the triggerer; off only where no triggerer runs (dag.test ignores

@@ -5,8 +5,10 @@ params and their wiring.
   [model]   train -> evaluate -> gate
   [serving] export_onnx -> convert_tensorrt -> publish -> reload -> promote
 
-`paths_from` is the task whose XCom holds the run's paths (drops.new_run: run, eval, work,
-key). Task groups only group the graph; task ids stay plain (prefix_group_id=False).
+`paths` is the XComArg of the task that made the run directory (claim or prepare, with
+multiple_outputs): every path a step passes on comes from tasks.rundir.RunPaths through it.
+The recipe's params and their defaults come from tasks/recipe.py. Task groups only group the
+graph; task ids stay plain (prefix_group_id=False).
 """
 from __future__ import annotations
 
@@ -14,16 +16,14 @@ from airflow.sdk import Asset, Param, TaskGroup
 
 from include import docker_task
 from include.settings import Settings
+from tasks.recipe import KNOBS
 
 CHAMPION = Asset(name="social_tone_champion", uri="file:///social-tone/champion")
 
 
 def params(s: Settings) -> dict[str, Param]:
     return {
-        "epochs": Param(20, type="integer", minimum=1, description="max epochs (early stopping decides)"),
-        "lr": Param(3e-3, type="number", exclusiveMinimum=0),
-        "batch_size": Param(512, type="integer", minimum=1),
-        "hidden": Param(256, type="integer", minimum=1),
+        **{k.name: Param(k.default, **k.json_schema()) for k in KNOBS if k.form},
         "force_promote": Param(False, type="boolean", description="serve the candidate even if the gate says no"),
         "skip_tensorrt": Param(False, type="boolean"),
         "tensorrt_fp16": Param(False, type="boolean", description="FP16 TensorRT plan (GPU hosts; looser canary)"),
@@ -47,44 +47,44 @@ def x(expr: str) -> str:
     return "{{ " + expr + " }}"
 
 
-def steps(s: Settings, paths_from: str) -> dict:
+def steps(s: Settings, paths) -> dict:
     """The steps, wired in order; returns them by task id (the caller wires what comes before
-    train and after evaluate/promote)."""
-    def path(key: str) -> str:
-        return x(f"ti.xcom_pull(task_ids='{paths_from}')['{key}']")
-
+    train and after evaluate/promote). `paths`: XComArg of a dict from RunPaths.as_dict()."""
     data = str(s.dataset / "drops")
+    recipe = [a for k in KNOBS if k.form for a in (k.flag, x(f"params.{k.name}"))]
     with TaskGroup("model", prefix_group_id=False, tooltip="train, evaluate against champion + baseline, gate"):
-        train = docker_task.task(s, "train", [
-            "train", "--data", data, "--out", path("run"), "--run-name", path("key"),
-            "--epochs", x("params.epochs"), "--lr", x("params.lr"), "--batch-size", x("params.batch_size"),
-            "--hidden", x("params.hidden")], writes=[s.runs, s.mlflow_dir], retries=1)
+        train = docker_task.task(s, "train", ["train", "--data", data, "--out", paths["run"],
+                                              "--run-name", paths["key"], *recipe],
+                                 writes=[s.runs, s.mlflow_dir], retries=1)
         evaluate = docker_task.task(s, "evaluate", [
-            "evaluate", "--run", path("run"), "--data", data, "--out", path("eval"),
+            "evaluate", "--run", paths["run"], "--data", data, "--out", paths["eval"],
             "--champion-pointer", str(s.champion_pointer)], writes=[s.runs, s.mlflow_dir], retries=1)
         gate = docker_task.task(s, "gate", [
-            "gate", "--metrics", path("eval") + "/metrics.json", "--tolerance", x("params.gate_tolerance"),
+            "gate", "--metrics", paths["metrics"], "--tolerance", x("params.gate_tolerance"),
             "--floor", x("params.gate_floor"), "--force", x("params.force_promote")],
             writes=[s.runs], network=False, skip_on_exit_code=docker_task.EXIT_SKIPPED)
     with TaskGroup("serving", prefix_group_id=False, tooltip="ONNX, TensorRT, Triton hot reload + canary, promote"):
-        export = docker_task.task(s, "export_onnx", ["export-onnx", "--run", path("run"), "--data", data],
+        export = docker_task.task(s, "export_onnx", ["export-onnx", "--run", paths["run"]],
                                   writes=[s.runs, s.mlflow_dir])
         tensorrt = docker_task.task(s, "convert_tensorrt", [
-            "convert-tensorrt", "--run", path("run"), "--data", data,
+            "convert-tensorrt", "--run", paths["run"],
             "--skip", x("params.skip_tensorrt"), "--fp16", x("params.tensorrt_fp16")],
             writes=[s.runs], network=False, gpu=True, skip_on_exit_code=docker_task.EXIT_SKIPPED)
+        # the model export wrote (not the claim's XCom: with the claim as a direct upstream, this
+        # trigger rule would also fire on the quarantine path); the record goes to RunPaths' place
         publish = docker_task.task(s, "publish", [
-            "publish", "--run", path("run"), "--repo", str(s.triton_repo), "--model", s.model_name,
-            "--backend", s.triton_backend, "--gpu", str(s.gpu), "--record", path("work") + "/published.json"],
+            "publish", "--run", export.output["run"], "--repo", str(s.triton_repo), "--model", s.model_name,
+            "--backend", s.triton_backend, "--gpu", str(s.gpu)],
             writes=[s.runs, s.triton_repo], network=False, trigger_rule="none_failed_min_one_success")
         reload = docker_task.task(s, "reload", [
-            "reload", "--run", path("run"), "--repo", str(s.triton_repo), "--model", s.model_name,
-            "--url", s.triton_grpc, "--expect-version-file", path("work") + "/published.json",
-            "--canary-data", data], writes=[s.triton_repo], triton_admin=True, retries=2)
+            "reload", "--run", paths["run"], "--repo", str(s.triton_repo), "--model", s.model_name,
+            "--url", s.triton_grpc, "--expect-version-file", paths["published"]],
+            writes=[s.triton_repo], triton_admin=True, retries=2)
         promote = docker_task.task(s, "promote", [
-            "promote", "--run", path("run"), "--pointer", str(s.champion_pointer),
-            "--version-file", path("work") + "/published.json", "--metrics", path("eval") + "/metrics.json"],
-            writes=[s.state, s.mlflow_dir], outlets=[CHAMPION], retries=1)
+            "promote", "--run", paths["run"], "--pointer", str(s.champion_pointer),
+            "--version-file", paths["published"], "--metrics", paths["metrics"]],
+            writes=[s.runs, s.state, s.mlflow_dir], outlets=[CHAMPION], retries=1,
+            lineage_extra=paths["run"])
     train >> evaluate >> gate >> export >> tensorrt >> publish >> reload >> promote
     export >> publish  # publish runs when TensorRT is skipped (no GPU), not when export was
     return {t.task_id: t for t in (train, evaluate, gate, export, tensorrt, publish, reload, promote)}

@@ -12,11 +12,10 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-from tasks import rundir  # stdlib only: the run directory's file names
+from tasks import env, rundir  # stdlib only: settings and the run directory's file names
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_SKIPPED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5, 6
 log = logging.getLogger("tasks")
@@ -40,7 +39,7 @@ def _version(args, attr: str) -> int | None:
 
 
 def _tracking(args) -> str | None:
-    return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    return args.tracking_uri or env.get("MLFLOW_TRACKING_URI")
 
 
 def cmd_synth(args) -> dict:
@@ -80,14 +79,12 @@ def cmd_validate(args) -> dict:
 
 def cmd_train(args) -> dict:
     from tasks import train
-    overrides = train.read_overrides(args.config, {"max_epochs": args.epochs, "lr": args.lr,
-                                                   "batch_size": args.batch_size, "hidden": args.hidden,
-                                                   "dropout": args.dropout, "pos_weight": args.pos_weight,
-                                                   "patience": args.patience, "seed": args.seed,
-                                                   "loader": args.loader, "threads": args.threads,
+    from tasks.recipe import KNOBS
+    overrides = train.read_overrides(args.config, {**{k.field: getattr(args, k.name) for k in KNOBS},
+                                                   "loader": args.loader,
                                                    "tune_thresholds": False if args.fixed_threshold else None})
     cfg = train.TrainConfig.from_overrides(overrides)
-    s = train.train(args.data, args.out, cfg, _tracking(args), run_name=args.run_name)
+    s = train.train(args.data, args.out, cfg, tracking_uri=_tracking(args), run_name=args.run_name)
     return {"run": str(args.out), "mlflow_run_id": s["mlflow_run_id"], "val_macro_f1": s["val_macro_f1_tuned"],
             "best_epoch": s["best_epoch"], "seconds": round(s["seconds"], 1)}
 
@@ -99,16 +96,17 @@ def cmd_evaluate(args) -> dict:
         from tasks.promote import read_pointer
         pointer = read_pointer(args.champion_pointer)
         champion = Path(pointer["run"]) if pointer else None
-    r = evaluate.evaluate(args.run, args.data, args.out, champion, not args.no_baseline, _tracking(args))
+    r = evaluate.evaluate(args.run, args.data, args.out, champion=champion, with_baseline=not args.no_baseline,
+                          tracking_uri=_tracking(args), baseline_rows=args.baseline_rows)
     return {"metrics": str(Path(args.out) / rundir.METRICS),
             **{f"{k}_macro_f1": round(m["macro_f1"], 4) for k, m in r["models"].items()}}
 
 
 def cmd_export_onnx(args) -> dict:
     from tasks import export_onnx
-    out = args.out or Path(args.run) / rundir.ONNX
-    r = export_onnx.export_onnx(args.run, args.data, out, args.parity_rows, args.opset, args.atol, _tracking(args))
-    return {"onnx": r["onnx"], "parity_max_abs_diff": r["max_abs_diff"], "parity_rows": r["rows"]}
+    r = export_onnx.export_onnx(args.run, args.out, opset=args.opset, atol=args.atol, tracking_uri=_tracking(args))
+    return {"run": str(args.run), "onnx": r["onnx"], "parity_max_abs_diff": r["max_abs_diff"],
+            "parity_rows": r["rows"]}
 
 
 def cmd_ingest(args) -> dict:
@@ -119,7 +117,7 @@ def cmd_ingest(args) -> dict:
         if not report.get("ok") or not report.get("manifest_sha256"):
             raise ValueError(f"{args.validated}: not the report of a valid drop; nothing was ingested")
         digest = report["manifest_sha256"]
-    return ingest.ingest(args.drop, args.dataset, args.remote, digest)
+    return ingest.ingest(args.drop, args.dataset, remote=args.remote, manifest_sha256=digest)
 
 
 def cmd_gate(args) -> dict:
@@ -133,45 +131,42 @@ def cmd_gate(args) -> dict:
 
 def cmd_promote(args) -> dict:
     from tasks import promote
-    return promote.promote(args.run, args.pointer, _version(args, "version"), args.registered_model, _tracking(args),
-                           args.metrics)
+    return promote.promote(args.run, args.pointer, version=_version(args, "version"),
+                           registered_model=args.registered_model, tracking_uri=_tracking(args),
+                           metrics_json=args.metrics)
 
 
 def cmd_convert_tensorrt(args) -> dict:
     from tasks import convert_tensorrt as ct
-    from tasks.triton.reload import canary_rows
-    out = args.out or Path(args.run) / rundir.PLAN
     if args.skip:
         from tasks.errors import Skipped
         raise Skipped("skipped on request (--skip)")
-    onnx_path = args.onnx or Path(args.run) / rundir.ONNX
-    ct.require_gpu(out)  # before reading any data: a CPU host has nothing to do
-    cfg = json.loads((Path(args.run) / "model_config.json").read_text())
-    rows = canary_rows(cfg["img_dim"], cfg["txt_dim"], args.parity_rows, args.data)
-    return ct.convert(onnx_path, out, Path(args.run) / "thresholds.json", rows, args.max_batch, args.opt_batch,
-                      args.fp16, args.atol)
+    return ct.convert(args.run, onnx_path=args.onnx, out=args.out, max_batch=args.max_batch, opt_batch=args.opt_batch,
+                      fp16=args.fp16, atol=args.atol)
 
 
 def cmd_publish(args) -> dict:
     from tasks.triton import repo as trepo
-    env = args.execution_env or os.environ.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or \
+    exec_env = args.execution_env or env.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or \
         (sys.prefix if args.backend == "python" else None)
     r = trepo.publish(args.run, args.repo, args.model, args.backend, model_file=args.model_file, keep=args.keep,
-                      max_batch_size=args.max_batch, execution_env=env, instances=args.instances, gpu=args.gpu)
+                      max_batch_size=args.max_batch, execution_env=exec_env, instances=args.instances, gpu=args.gpu)
     if "fallback" in r:
         log.warning("%s", r["fallback"])
     result = {"model": args.model, **r, "repo": str(args.repo)}
-    if args.record:
+    record = args.record or rundir.RunPaths.published_of(args.run)
+    if record:
         from tasks.fsutil import atomic_write_json
-        atomic_write_json(args.record, result)
+        atomic_write_json(record, result)
+        result["record"] = str(record)
     return result
 
 
 def cmd_reload(args) -> dict:
     from tasks.triton import reload
-    return reload.reload(args.repo, args.model, args.url, args.onnx or Path(args.run) / rundir.ONNX,
-                         Path(args.run) / "thresholds.json", args.canary_data, args.canary_rows, args.atol,
-                         args.timeout, args.retries, _version(args, "expect_version"))
+    return reload.reload(args.repo, args.model, url=args.url, run_dir=args.run, n_canary=args.canary_rows,
+                         atol=args.atol, timeout=args.timeout, retries=args.retries,
+                         expect_version=_version(args, "expect_version"))
 
 
 def cmd_rollback(args) -> dict:
@@ -189,7 +184,7 @@ def cmd_score(args) -> dict:
         raise ValueError("score through Triton needs --repo: the model repository holds each version's thresholds")
     else:
         scorer = score.TritonScorer(args.url, args.model, args.repo, m.n_labels, m.img_dim, m.txt_dim)
-    r = score.score(args.drop, args.out, scorer, scorer.names, args.batch, args.inflight)
+    r = score.score(args.drop, args.out, scorer, scorer.names, batch=args.batch, inflight=args.inflight)
     if not args.verbose:
         r.pop("topic_counts")
     return r
@@ -197,12 +192,18 @@ def cmd_score(args) -> dict:
 
 def cmd_monitor(args) -> dict:
     from tasks import monitor
-    r = monitor.monitor(args.predictions, dt.date.fromisoformat(args.day), args.root, args.drop, args.window,
-                        _tracking(args), dashboard=args.dashboard, z_thr=args.z, min_count=args.min_count, min_history=args.min_history,
-                        drift_thr=args.drift, psi_thr=args.psi)
+    r = monitor.monitor(args.predictions, dt.date.fromisoformat(args.day), args.root, drop=args.drop,
+                        window=args.window, tracking_uri=_tracking(args), dashboard=args.dashboard, z_thr=args.z,
+                        min_count=args.min_count, min_history=args.min_history, drift_thr=args.drift,
+                        psi_thr=args.psi)
     return {"day": r["day"], "rows": r["rows"], "status": r["status"], "spikes": r["spikes"],
             "drift": {m: v["flagged"] for m, v in r["drift"].items()},
             "report": str(Path(args.root) / r["day"] / monitor.PAGE), "dashboard": args.dashboard and str(args.dashboard)}
+
+
+def cmd_data_checkout(args) -> dict:
+    from tasks import lineage
+    return lineage.checkout(args.run, args.dataset, args.out)
 
 
 def cmd_dashboard(args) -> dict:
@@ -251,6 +252,9 @@ class BadInput(Exception):
 def build_parser() -> argparse.ArgumentParser:
     from tasks.parity import ATOL  # light: numpy only
     from tasks.triton.repo import MAX_BATCH  # light: no ML imports
+    from tasks.gate import FLOOR, TOLERANCE
+    from tasks.recipe import BASELINE_ROWS, KNOBS
+    model = env.get("SOCIAL_TONE_MODEL_NAME")
     p = argparse.ArgumentParser(prog="python -m tasks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -293,10 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", type=Path, nargs="+", required=True, help="drops or folders of drops")
     s.add_argument("--out", type=Path, required=True, help="run dir to write (replaced atomically)")
     s.add_argument("--config", type=Path, default=None, help="JSON of hyper-parameters (flags override it)")
-    for flag, typ in (("--epochs", int), ("--lr", float), ("--batch-size", int), ("--hidden", int),
-                      ("--dropout", float), ("--pos-weight", float), ("--patience", int), ("--seed", int),
-                      ("--threads", int)):
-        s.add_argument(flag, type=typ, default=None)
+    for k in KNOBS:  # defaults live in tasks/recipe.py (None here: "not given", the config file may set it)
+        s.add_argument(k.flag, type=k.type, default=None, help=f"{k.help} (default {k.default})")
     s.add_argument("--loader", choices=("tensor", "dataloader"), default=None)
     s.add_argument("--fixed-threshold", action="store_true", help="no threshold tuning: 0.5 for every class")
     s.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI; 'none' = off)")
@@ -310,14 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--champion", type=Path, default=None, help="champion run dir, if any")
     s.add_argument("--champion-pointer", type=Path, default=None, help="or: champion.json written by promote")
     s.add_argument("--no-baseline", action="store_true")
+    s.add_argument("--baseline-rows", type=int, default=BASELINE_ROWS, help="LogReg baseline: fit on a seeded "
+                                                                            "sample of at most this many train rows")
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("export-onnx", help="export ONNX and check parity against PyTorch on real rows")
+    s = sub.add_parser("export-onnx", help="export ONNX and check parity against PyTorch on the run's check rows")
     s.add_argument("--run", type=Path, required=True)
-    s.add_argument("--data", type=Path, nargs="+", required=True, help="drops whose test rows check parity")
     s.add_argument("--out", type=Path, default=None, help="default: RUN/model.onnx")
-    s.add_argument("--parity-rows", type=int, default=1000)
     s.add_argument("--opset", type=int, default=18)
     s.add_argument("--atol", type=float, default=ATOL[("onnx", "fp32")])
     s.add_argument("--tracking-uri", default=None)
@@ -333,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("gate", help="bless a candidate vs the champion (exit 5 = not blessed)")
     s.add_argument("--metrics", type=Path, required=True, help="metrics.json from evaluate")
-    s.add_argument("--tolerance", type=float, default=0.01)
-    s.add_argument("--floor", type=float, default=0.1)
+    s.add_argument("--tolerance", type=float, default=TOLERANCE)
+    s.add_argument("--floor", type=float, default=FLOOR)
     s.add_argument("--force", type=_flag, nargs="?", const=True, default=False)
     s.set_defaults(func=cmd_gate)
 
@@ -344,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--version", type=int, default=None, help="the Triton version now serving")
     s.add_argument("--version-file", type=Path, default=None, help="... as recorded by publish --record")
     s.add_argument("--metrics", type=Path, default=None)
-    s.add_argument("--registered-model", default="social-tone")
+    s.add_argument("--registered-model", default=model, help="MLflow registry name (default: the model name)")
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_promote)
 
@@ -352,8 +354,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", type=Path, required=True)
     s.add_argument("--onnx", type=Path, default=None, help="default: RUN/model.onnx")
     s.add_argument("--out", type=Path, default=None, help="default: RUN/model.plan")
-    s.add_argument("--data", type=Path, nargs="*", default=None, help="drops for parity rows (else Gaussian rows)")
-    s.add_argument("--parity-rows", type=int, default=1000)
     s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="= Triton's max_batch_size")
     s.add_argument("--opt-batch", type=int, default=256)
     s.add_argument("--fp16", type=_flag, nargs="?", const=True, default=False)
@@ -361,18 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--atol", type=float, default=None, help="default: tasks/parity.py's tolerance for the precision")
     s.set_defaults(func=cmd_convert_tensorrt)
 
-    triton_url = os.environ.get("SOCIAL_TONE_TRITON_GRPC", "127.0.0.1:8001")
+    triton_url = env.get("SOCIAL_TONE_TRITON_GRPC")
     s = sub.add_parser("publish", help="write the next version dir into a Triton model repository (atomic)")
     s.add_argument("--run", type=Path, required=True, help="run dir (thresholds, model config)")
     s.add_argument("--repo", type=Path, required=True)
-    s.add_argument("--model", default="social_tone")
+    s.add_argument("--model", default=model)
     s.add_argument("--model-file", type=Path, default=None,
                    help="default: RUN/model.onnx (RUN/model.plan for TensorRT; without one, the ONNX "
                         "graph on the onnxruntime backend)")
     s.add_argument("--backend", choices=("python", "onnxruntime", "tensorrt_plan"), default="python")
     s.add_argument("--keep", type=int, default=3)
     s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="Triton's max_batch_size")
-    s.add_argument("--record", type=Path, default=None, help="also write the result JSON here")
+    s.add_argument("--record", type=Path, default=None, help="also write the result JSON here (default: the run's "
+                                                              "published.json when RUN is a run's model dir)")
     s.add_argument("--instances", type=int, default=2, help="model instances (2 x 1 ORT thread was fastest "
                                                               "on 2 CPU cores: docs/benchmarks.md)")
     s.add_argument("--gpu", type=_flag, nargs="?", const=True, default=False,
@@ -384,11 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("reload", help="hot-reload the newest version on Triton; canary; roll back on failure")
     s.add_argument("--run", type=Path, required=True, help="run dir whose model.onnx is the canary reference")
     s.add_argument("--repo", type=Path, required=True)
-    s.add_argument("--model", default="social_tone")
+    s.add_argument("--model", default=model)
     s.add_argument("--url", default=triton_url, help="Triton gRPC address (default $SOCIAL_TONE_TRITON_GRPC)")
-    s.add_argument("--onnx", type=Path, default=None)
-    s.add_argument("--canary-data", type=Path, nargs="*", default=None, help="drops for canary rows")
-    s.add_argument("--canary-rows", type=int, default=256)
+    s.add_argument("--canary-rows", type=int, default=None, help="the first N of the run's check rows "
+                                                                  "(default: all, the rows ONNX parity used)")
     s.add_argument("--atol", type=float, default=None, help="default: the tolerance the version was published "
                                                             "with (per backend and precision)")
     s.add_argument("--timeout", type=float, default=120)
@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("rollback", help="retire the serving version and serve the one before")
     s.add_argument("--repo", type=Path, required=True)
-    s.add_argument("--model", default="social_tone")
+    s.add_argument("--model", default=model)
     s.add_argument("--url", default=triton_url)
     s.add_argument("--reason", default="manual rollback")
     s.add_argument("--timeout", type=float, default=120)
@@ -408,14 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("triton-prepare", help="before a Triton (re)start with --load-model: retire versions that "
                                               "never passed a canary, restore the serving version's config")
     s.add_argument("--repo", type=Path, required=True)
-    s.add_argument("--model", default="social_tone")
+    s.add_argument("--model", default=model)
     s.set_defaults(func=cmd_triton_prepare)
 
     s = sub.add_parser("score", help="score a drop through Triton (or --onnx-dir) into Parquet/CSV/JSON")
     s.add_argument("drop", type=Path)
     s.add_argument("--out", type=Path, required=True, help=".parquet, .csv or .jsonl")
     s.add_argument("--url", default=triton_url)
-    s.add_argument("--model", default="social_tone")
+    s.add_argument("--model", default=model)
     s.add_argument("--repo", type=Path, default=None, help="Triton's model repository (each version's thresholds)")
     s.add_argument("--onnx-dir", type=Path, default=None, help="in-process ONNX Runtime on this run/version dir")
     s.add_argument("--batch", type=int, default=1024, help="rows per request")
@@ -436,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dashboard", type=Path, default=None, help="also rebuild the trends dashboard (HTML) here")
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_monitor)
+
+    s = sub.add_parser("data", help="the DVC-versioned dataset: `data checkout` restores a model's training data")
+    data = s.add_subparsers(dest="data_command", required=True)
+    s = data.add_parser("checkout", help="restore exactly the drops a model was trained on (its lineage.json)")
+    s.add_argument("--run", type=Path, required=True, help="the model's run dir (RUN/lineage.json)")
+    s.add_argument("--dataset", type=Path, required=True, help="the DVC dataset root (holds .dvc/cache)")
+    s.add_argument("--out", type=Path, required=True, help="folder to restore the drops into (atomically)")
+    s.set_defaults(func=cmd_data_checkout)
 
     s = sub.add_parser("dashboard", help="the trends dashboard over every monitored day -> one HTML file")
     s.add_argument("--root", type=Path, required=True, help="monitoring root (ROOT/YYYY-MM-DD/report.json)")

@@ -7,14 +7,13 @@ a plan only loads on the TensorRT version that built it, so it must match Triton
 
 Built with polygraphy: an optimization profile min 1 / opt --opt-batch (clamped to max) /
 max --max-batch (= Triton's max_batch_size), FP16 optional. Parity: the plan's logits against
-ONNX Runtime's on real rows (tasks/parity.py rule and tolerance per precision). The report
+ONNX Runtime's on the run's check rows, the rows ONNX parity and the canary use (tasks/parity.py rule and tolerance per precision). The report
 (tensorrt.json beside the plan) records the tolerance; publish carries it into the version
 dir, and the Triton canary uses the same one.
 """
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tasks.fsutil import atomic_write_bytes, atomic_write_json
 from tasks.parity import compare_logits, tolerance
 from tasks.triton.repo import MAX_BATCH
 from tasks.rundir import TENSORRT_REPORT as REPORT
+from tasks.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +78,19 @@ def infer_batched(infer, img: np.ndarray, txt: np.ndarray, max_batch: int) -> np
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def convert(onnx_path: Path, out: Path, thresholds_json: Path, rows: tuple[np.ndarray, np.ndarray],
-            max_batch: int = MAX_BATCH, opt_batch: int = 256, fp16: bool = False, atol: float | None = None) -> dict:
-    out = Path(out)
+def convert(run_dir: Path, *, onnx_path: Path | None = None, out: Path | None = None, max_batch: int = MAX_BATCH,
+            opt_batch: int = 256, fp16: bool = False, atol: float | None = None) -> dict:
+    """Build the plan from the run's ONNX graph; parity on the run's check rows (check_rows.npz)."""
+    rd = RunDir(run_dir)
+    out, onnx_path = Path(out or rd.plan), Path(onnx_path or rd.onnx)
     report_path = out.parent / REPORT
     batches = profile_batches(max_batch, opt_batch)
-    require_gpu(out)
+    require_gpu(out)  # before reading anything: a CPU host has nothing to do
     import onnxruntime as ort
     import tensorrt as trt
     from polygraphy.backend.trt import (CreateConfig, Profile, TrtRunner, engine_from_network,
                                         network_from_onnx_path)
-    img, txt = rows
+    img, txt, digest, source = rd.check_rows()
     precision = "fp16" if fp16 else "fp32"
     atol = atol if atol is not None else tolerance("tensorrt_plan", precision)
     profile = Profile()
@@ -100,8 +102,8 @@ def convert(onnx_path: Path, out: Path, thresholds_json: Path, rows: tuple[np.nd
         got = infer_batched(runner.infer, img, txt, max_batch)
     want = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
         ["logits"], {"img_emb": img, "txt_emb": txt})[0]
-    thr = np.asarray(json.loads(Path(thresholds_json).read_text())["thresholds"], dtype=np.float32)
-    report = {**compare_logits(got, want, thr, atol), "skipped": False, "fp16": fp16, "precision": precision,
+    thr = np.asarray(rd.thresholds()["thresholds"], dtype=np.float32)
+    report = {**compare_logits(got, want, thr, atol), "rows_from": source, "rows_sha256": digest, "skipped": False, "fp16": fp16, "precision": precision,
               "tensorrt": trt.__version__, "profile": list(batches)}
     atomic_write_json(report_path, report)
     if not report["ok"]:

@@ -5,7 +5,6 @@ the candidate's MLflow run.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ from tasks import dataset as ds
 from tasks import metrics, model as mdl, plots, tracking
 from tasks.fsutil import atomic_dir, atomic_write_json, atomic_write_text
 from tasks.split import TEST, TRAIN, VAL
-from tasks.rundir import HISTORY, METRICS, SUMMARY, RunDir
+from tasks.recipe import BASELINE_ROWS
+from tasks.rundir import METRICS, MODEL_CARD, RunDir
 
 log = logging.getLogger(__name__)
 HEADLINE = ("macro_f1", "micro_f1", "macro_precision", "macro_recall", "macro_pr_auc",
@@ -29,42 +29,57 @@ def load_thresholds(run_dir: Path) -> tuple[list[str], np.ndarray]:
     return t["label_names"], np.asarray(t["thresholds"], dtype=np.float32)
 
 
-def _score_run(run_dir: Path, d: ds.Dataset, test) -> tuple[dict, np.ndarray]:
+def _load_run(run_dir: Path, d: ds.Dataset):
     names, thr = load_thresholds(run_dir)
     model = mdl.load(run_dir)
     if names != d.label_names or (model.cfg.img_dim, model.cfg.txt_dim) != (d.img_dim, d.txt_dim):
         raise ValueError(f"{run_dir}: model labels or dims do not match the evaluation data")
-    proba = mdl.predict_proba(model, test[0], test[1])
-    m = metrics.compute(test[2], proba, thr, names)
-    m["macro_f1_at_0.5"] = metrics.macro_f1(test[2], proba, 0.5)
-    return m, proba
+    return model, thr
 
 
-def evaluate(run_dir: Path, data: list[Path], out: Path, champion: Path | None = None,
-             with_baseline: bool = True, tracking_uri: str | None = None) -> dict:
+def _predict(predictors: dict, d: ds.Dataset, which: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every predictor on one split, reading each block once: (labels, {name: probabilities})."""
+    ys, ps = [], {k: [] for k in predictors}
+    for x, y in d.iter_xy(which):
+        ys.append(y)
+        for k, f in predictors.items():
+            ps[k].append(f(x[:, :d.img_dim], x[:, d.img_dim:]))
+    if not ys:
+        return np.zeros((0, len(d.label_names)), np.float32), {k: np.zeros((0, len(d.label_names))) for k in ps}
+    return np.concatenate(ys), {k: np.concatenate(v) for k, v in ps.items()}
+
+
+def evaluate(run_dir: Path, data: list[Path], out: Path, *, champion: Path | None = None,
+             with_baseline: bool = True, tracking_uri: str | None = None,
+             baseline_rows: int = BASELINE_ROWS) -> dict:
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / SUMMARY).read_text())
-    d = ds.load(data, seed=int(summary["params"]["split_seed"]))
-    test = d.part(TEST)
-    if len(test[2]) == 0:
+    summary = RunDir(run_dir).summary()
+    # the candidate's own data selection: the same split seed and window of drops
+    d = ds.load(data, seed=int(summary["params"]["split_seed"]), last=int(summary["params"].get("window_drops", 0)))
+    if len(d.index(TEST)) == 0:
         raise ValueError(f"{data}: the test split is empty")
-    models, probas = {}, {}
-    models["candidate"], probas["candidate"] = _score_run(run_dir, d, test)
+    runs = {"candidate": _load_run(run_dir, d)}
     if champion is not None:
         try:
-            models["champion"], probas["champion"] = _score_run(Path(champion), d, test)
+            runs["champion"] = _load_run(Path(champion), d)
         except (OSError, ValueError, KeyError) as e:
             log.warning("champion %s not comparable: %s", champion, e)
+    predictors = {k: (lambda img, txt, m=m: mdl.predict_proba(m, img, txt)) for k, (m, _) in runs.items()}
+    thresholds = {k: thr for k, (_, thr) in runs.items()}
     if with_baseline:
-        clf = bl.fit(*d.part(TRAIN))
-        val = d.part(VAL)
-        thr = metrics.tune_thresholds(val[2], bl.predict_proba(clf, val[0], val[1]))
-        probas["baseline"] = bl.predict_proba(clf, test[0], test[1])
-        models["baseline"] = metrics.compute(test[2], probas["baseline"], thr, d.label_names)
-        models["baseline"]["macro_f1_at_0.5"] = metrics.macro_f1(test[2], probas["baseline"], 0.5)
+        clf = bl.fit(*d.part(TRAIN, limit=baseline_rows, seed=int(summary["params"]["split_seed"])))
+        predictors["baseline"] = lambda img, txt: bl.predict_proba(clf, img, txt)
+        val_y, val_p = _predict({"baseline": predictors["baseline"]}, d, VAL)
+        thresholds["baseline"] = metrics.tune_thresholds(val_y, val_p["baseline"]).thresholds
+    test_y, probas = _predict(predictors, d, TEST)
+    models = {}
+    for k, p in probas.items():
+        models[k] = metrics.compute(test_y, p, thresholds[k], d.label_names)
+        models[k]["macro_f1_at_0.5"] = metrics.macro_f1(test_y, p, 0.5)
     result = {"candidate_run": str(run_dir), "champion_run": str(champion) if "champion" in models else None,
-              "data_version": d.version, "test_rows": int(len(test[2])), "split_seed": summary["params"]["split_seed"],
+              "data_version": d.version, "test_rows": int(len(test_y)), "split_seed": summary["params"]["split_seed"],
+              "baseline_train_rows": int(min(baseline_rows, len(d.index(TRAIN)))) if with_baseline else None,
               "models": models, "seconds": time.perf_counter() - t0}
     for name, m in models.items():
         log.info("%-9s macro-F1 %.4f (at 0.5: %.4f) micro-F1 %.4f macro PR-AUC %.4f exact-match %.4f",
@@ -72,35 +87,59 @@ def evaluate(run_dir: Path, data: list[Path], out: Path, champion: Path | None =
                  m["exact_match_accuracy"])
     with atomic_dir(out) as tmp:
         atomic_write_json(tmp / METRICS, result)
-        history = json.loads((run_dir / HISTORY).read_text())
-        plots.training_curves(history, tmp / "training_curves.png")
+        plots.training_curves(RunDir(run_dir).history(), tmp / "training_curves.png", summary.get("best_epoch"))
         plots.per_class_f1(models, d.label_names, tmp / "per_class_f1.png")
-        plots.pr_curves(test[2], probas, tmp / "pr_curves.png")
-        atomic_write_text(tmp / "model_card.md", model_card(result, summary))
+        plots.pr_curves(test_y, probas, tmp / "pr_curves.png", d.label_names)
+        atomic_write_text(tmp / MODEL_CARD, model_card(result, summary, RunDir(run_dir).thresholds()))
         uri = tracking_uri if tracking_uri else None
         run_id = tracking.resume_id(summary, uri)
         with tracking.run(uri, run_name="evaluate", parent_id=run_id) as active:
             for name, m in models.items():
                 tracking.log_metrics(active, {f"test_{name}_{k}": m[k] for k in HEADLINE + ("macro_f1_at_0.5",)})
             tracking.log_artifacts(active, tmp, "evaluation")
+            RunDir(run_dir).add_lineage(evaluate={"mlflow_run_id": active.info.run_id if active else None,
+                                                  "metrics": str(Path(out) / METRICS)})
     return result
 
 
-def model_card(result: dict, summary: dict) -> str:
+WEAK_F1 = 0.2  # the model card lists every supported topic below this test F1
+
+
+def standing(models: dict) -> list[str]:
+    """Where the candidate stands against the other models, on the same test rows."""
+    c = models["candidate"]["macro_f1"]
+    return [f"- vs {name}: macro-F1 {c:.4f} vs {m['macro_f1']:.4f} ({c - m['macro_f1']:+.4f})"
+            for name, m in models.items() if name != "candidate"] or ["- no champion and no baseline were scored"]
+
+
+def model_card(result: dict, summary: dict, thresholds: dict) -> str:
     models = result["models"]
     rows = "\n".join(f"| {n} | " + " | ".join(f"{m[k]:.4f}" for k in HEADLINE + ("macro_f1_at_0.5",)) + " |"
                      for n, m in models.items())
     c = models["candidate"]
-    worst = sorted(c["per_class"], key=lambda x: x["f1"])[:5]
+    weak = sorted((w for w in c["per_class"] if w["support"] > 0 and w["f1"] < WEAK_F1), key=lambda w: w["f1"])
+    weak_rows = "\n".join(f"| {w['label']} | {w['f1']:.3f} | {w['precision']:.3f} | {w['recall']:.3f} | "
+                          f"{w['support']} |" for w in weak)
+    methods = thresholds.get("methods") or []
+    n_global, n_shrunk = methods.count("global"), methods.count("shrunk")
+    thr_text = ("fixed at 0.5" if not thresholds.get("tuned") else
+                f"tuned on validation: {n_shrunk} topics their own F1-best threshold shrunk toward the global "
+                f"{thresholds.get('global_threshold') or 0:.3f} by support, {n_global} with too few validation "
+                "positives the global one")
     p, mc = summary["params"], summary["model"]
+    unsupported = c.get("unsupported_labels", [])
     return f"""# Model card: social-tone topic classifier
 
 - Run: `{result['candidate_run']}` (MLflow run {summary.get('mlflow_run_id') or 'not tracked'})
 - Data version: `{result['data_version']}`; test rows: {result['test_rows']} (hash split, seed {result['split_seed']})
 - Model: concat(img {mc['img_dim']}, txt {mc['txt_dim']}) -> Linear({mc['hidden']}) -> ReLU -> Dropout({mc['dropout']})
   -> Linear({mc['n_labels']})
-- Training: batch {p['batch_size']}, lr {p['lr']}, best epoch {summary['best_epoch']} of {summary['epochs_run']},
-  per-class thresholds {'tuned on validation' if p['tune_thresholds'] else 'fixed at 0.5'}; git {p['git_commit'][:12]}
+- Training: batch {p['batch_size']}, lr {p['lr']}, best epoch {summary['best_epoch']} of {summary['epochs_run']}; git {p['git_commit'][:12]}
+- Thresholds: {thr_text}
+
+## Where it stands (test macro-F1, same rows)
+
+{chr(10).join(standing(models))}
 
 ## Test metrics
 
@@ -108,19 +147,23 @@ def model_card(result: dict, summary: dict) -> str:
 |---|{'---|' * (len(HEADLINE) + 1)}
 {rows}
 
-exact_match_accuracy is subset accuracy (every topic of a post right); label_accuracy counts
-single (post, topic) bits and is high for any model because most labels are 0.
+Macro averages cover the {len(c['per_class']) - len(unsupported)} of {len(c['per_class'])} topics with test
+positives. exact_match_accuracy is subset accuracy (every topic of a post right); label_accuracy
+counts single (post, topic) bits, which is high for any model when most labels are 0.
 
-## Weakest topics (candidate)
+## Weak topics: test F1 below {WEAK_F1} ({len(weak)} of {len(c['per_class']) - len(unsupported)})
 
-| topic | F1 | precision | recall | support |
+""" + (f"""| topic | F1 | precision | recall | support |
 |---|---|---|---|---|
-""" + "\n".join(f"| {w['label']} | {w['f1']:.3f} | {w['precision']:.3f} | {w['recall']:.3f} | {w['support']} |"
-                for w in worst) + """
+{weak_rows}
+""" if weak else "None.\n") + f"""
+## Topics without test rows ({len(unsupported)})
+
+{', '.join(unsupported) if unsupported else 'None.'}
 
 ## Intended use and limits
 
-Topic tagging of social-media posts from precomputed image and text embeddings, for
-monitoring topic volumes. Labels are hashtag clusters, so they are noisy and imbalanced;
-topics with small support have unstable F1.
+Topic tagging of posts from precomputed image and text embeddings, for monitoring topic
+volumes. Topics with small support have unstable F1; see the per-class plot (sorted, with
+support) and the PR curves of the weakest topics.
 """

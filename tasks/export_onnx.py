@@ -1,7 +1,7 @@
 """`tasks export-onnx`: ONNX export (torch.export path) gated by a parity check on real rows.
 
-Parity: on at least --parity-rows rows of the test split (topped up from val/train when the
-test split is smaller), ONNX Runtime's logits must be within --atol of PyTorch's, and
+Parity: on the run's check rows (check_rows.npz: test rows train wrote, the same rows the
+TensorRT parity and the Triton canary use), ONNX Runtime's logits must be within --atol of PyTorch's, and
 the thresholded labels must be identical wherever the logit is farther than atol from the
 threshold (see tasks/parity.py). On failure nothing is written but the report: a model that
 does not match never reaches serving.
@@ -16,13 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tasks import dataset as ds
 from tasks import model as mdl, tracking
 from tasks.errors import CheckFailed
 from tasks.parity import ATOL, compare_logits
-from tasks.fsutil import atomic_write_json
-from tasks.split import TEST, TRAIN, VAL
-from tasks.rundir import MLFLOW_MODEL, PARITY_REPORT, RunDir
+from tasks.fsutil import sha256_file
+from tasks.rundir import RunDir
 
 log = logging.getLogger(__name__)
 INPUTS, OUTPUT = ("img_emb", "txt_emb"), "logits"
@@ -45,17 +43,6 @@ def export(model: mdl.FusionMLP, path: Path, opset: int = 18) -> None:
         program.save(str(path))
 
 
-def parity_rows(d: ds.Dataset, n: int) -> tuple[np.ndarray, np.ndarray, str]:
-    img, txt, _ = d.part(TEST)
-    source = "test"
-    if len(img) < n:  # a small dataset: top up from the other splits so the check still sees n rows
-        extra = [d.part(s) for s in (VAL, TRAIN)]
-        img = np.concatenate([img] + [e[0] for e in extra])[:n]
-        txt = np.concatenate([txt] + [e[1] for e in extra])[:n]
-        source = "test+val+train"
-    return np.ascontiguousarray(img[:n]), np.ascontiguousarray(txt[:n]), source
-
-
 def check_parity(onnx_path: Path, model: mdl.FusionMLP, thresholds: np.ndarray, img: np.ndarray,
                  txt: np.ndarray, atol: float = ATOL[("onnx", "fp32")]) -> dict:
     import onnx
@@ -68,20 +55,21 @@ def check_parity(onnx_path: Path, model: mdl.FusionMLP, thresholds: np.ndarray, 
     return compare_logits(got, want, thresholds, atol)
 
 
-def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, opset: int = 18,
-                atol: float = ATOL[("onnx", "fp32")], tracking_uri: str | None = None) -> dict:
-    run_dir, out = Path(run_dir), Path(out)
+def export_onnx(run_dir: Path, out: Path | None = None, *, opset: int = 18, atol: float = ATOL[("onnx", "fp32")],
+                tracking_uri: str | None = None) -> dict:
+    rd = RunDir(run_dir)
+    run_dir, out = rd.path, Path(out or rd.onnx)
     model = mdl.load(run_dir)
-    thr = np.asarray(RunDir(run_dir).thresholds()["thresholds"], dtype=np.float32)
-    summary = RunDir(run_dir).summary()
-    d = ds.load(data, seed=int(summary["params"]["split_seed"]))
-    img, txt, source = parity_rows(d, n_rows)
+    thr = np.asarray(rd.thresholds()["thresholds"], dtype=np.float32)
+    summary = rd.summary()
+    img, txt, digest, source = rd.check_rows()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".onnx-") as tmp:
         tmp_path = Path(tmp) / out.name
         export(model, tmp_path, opset)
-        report = {**check_parity(tmp_path, model, thr, img, txt, atol), "rows_from": source, "opset": opset}
-        atomic_write_json(out.parent / PARITY_REPORT, report)
+        report = {**check_parity(tmp_path, model, thr, img, txt, atol), "rows_from": source, "rows_sha256": digest,
+                  "opset": opset}
+        rd.write_parity_report(report)
         log.info("ONNX parity on %d %s rows: max |diff| %.2e (atol %.0e), %d rows with different labels",
                  report["rows"], source, report["max_abs_diff"], atol, report["label_mismatch_rows"])
         if not report["ok"]:
@@ -101,7 +89,8 @@ def export_onnx(run_dir: Path, data: list[Path], out: Path, n_rows: int = 1000, 
             # CPU provider: MLflow's default list starts with CUDA, which warns on every load here
             info = mlflow.onnx.log_model(onnx.load(str(out)), name="onnx", signature=sig, input_example=example,
                                          onnx_execution_providers=["CPUExecutionProvider"])
-            atomic_write_json(run_dir / MLFLOW_MODEL, {"model_uri": info.model_uri,
-                                                                "run_id": active.info.run_id, "tracking_uri": uri})
+            rd.write_mlflow_model({"model_uri": info.model_uri, "run_id": active.info.run_id, "tracking_uri": uri})
             tracking.log_metrics(active, {"onnx_parity_max_abs_diff": report["max_abs_diff"]})
+    rd.add_lineage(export={"onnx_sha256": sha256_file(out), "mlflow_run_id": active.info.run_id if active else None,
+                           "model_uri": rd.mlflow_model().get("model_uri")})
     return {**report, "onnx": str(out)}

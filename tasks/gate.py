@@ -1,8 +1,10 @@
 """`tasks gate`: the blessing (TFX Evaluator style) that decides whether a candidate may serve.
 
-Blessed when the candidate's test macro-F1 is >= the champion's minus a tolerance AND >= an
-absolute floor (or when forced). Every reason is logged and written to blessing.json next
-to metrics.json. Not blessed -> CLI exit code 5 ("skipped": downstream publishing does not run).
+Blessed when the candidate's test macro-F1 is >= the champion's minus a tolerance, >= the
+LogReg baseline's (fit by evaluate on the same data) minus the same tolerance, AND >= an
+absolute floor (or when forced). Every reason is logged, written to blessing.json next to
+metrics.json and appended to the model card. Not blessed -> CLI exit code 5 ("skipped":
+downstream publishing does not run).
 """
 from __future__ import annotations
 
@@ -10,37 +12,47 @@ import json
 import logging
 from pathlib import Path
 
-from tasks.fsutil import atomic_write_json
-from tasks.rundir import BLESSING
+from tasks.fsutil import atomic_write_json, atomic_write_text
+from tasks.rundir import BLESSING, MODEL_CARD
 
 log = logging.getLogger(__name__)
+TOLERANCE, FLOOR = 0.01, 0.1  # the defaults (include/settings.py and the CLI use these)
 
 
-def bless(metrics: dict, tolerance: float = 0.01, floor: float = 0.1, force: bool = False) -> dict:
+def bless(metrics: dict, tolerance: float = TOLERANCE, floor: float = FLOOR, force: bool = False) -> dict:
     models = metrics["models"]
     cand = models["candidate"]["macro_f1"]
     champ = models.get("champion", {}).get("macro_f1")
+    base = models.get("baseline", {}).get("macro_f1")
     reasons = []
     ok_floor = cand >= floor
     reasons.append(f"candidate macro-F1 {cand:.4f} {'>=' if ok_floor else '<'} floor {floor:.4f}")
-    if champ is None:
-        ok_champ = True
-        reasons.append("no champion to compare with")
-    else:
-        ok_champ = cand >= champ - tolerance
-        reasons.append(f"candidate {cand:.4f} {'>=' if ok_champ else '<'} champion {champ:.4f} - tolerance "
-                       f"{tolerance:.4f}")
-    blessed = (ok_floor and ok_champ) or force
-    if force and not (ok_floor and ok_champ):
+    ok_others = True
+    for name, other in (("champion", champ), ("LogReg baseline", base)):  # on the same test rows
+        if other is None:
+            reasons.append(f"no {name} to compare with")
+            continue
+        ok = cand >= other - tolerance
+        ok_others &= ok
+        reasons.append(f"candidate {cand:.4f} {'>=' if ok else '<'} {name} {other:.4f} - tolerance {tolerance:.4f}")
+    passed = ok_floor and ok_others
+    if force and not passed:
         reasons.append("forced by the force_promote param")
-    return {"blessed": blessed, "candidate_macro_f1": cand, "champion_macro_f1": champ, "tolerance": tolerance,
-            "floor": floor, "forced": force, "reasons": reasons}
+    return {"blessed": passed or force, "passed": passed, "candidate_macro_f1": cand, "champion_macro_f1": champ,
+            "baseline_macro_f1": base, "tolerance": tolerance, "floor": floor, "forced": force, "reasons": reasons}
 
 
-def gate(metrics_json: Path, tolerance: float = 0.01, floor: float = 0.1, force: bool = False) -> dict:
+def gate(metrics_json: Path, tolerance: float = TOLERANCE, floor: float = FLOOR, force: bool = False) -> dict:
     metrics_json = Path(metrics_json)
     b = bless(json.loads(metrics_json.read_text()), tolerance, floor, force)
     atomic_write_json(metrics_json.parent / BLESSING, b)
+    card = metrics_json.parent / MODEL_CARD
+    if card.is_file():  # the card says why the candidate serves or not
+        verdict = ("not blessed: the champion keeps serving" if not b["blessed"]
+                   else "blessed" if b["passed"] else "blessed, forced by force_promote")
+        text = card.read_text().split("\n\n## Gate:")[0].rstrip("\n")  # a retried gate replaces its section
+        atomic_write_text(card, text + f"\n\n## Gate: {verdict}\n\n"
+                          + "".join(f"- {r}\n" for r in b["reasons"]))
     for r in b["reasons"]:
         log.info("gate: %s", r)
     log.log(logging.INFO if b["blessed"] else logging.WARNING, "gate: candidate %s",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from tasks import env
 from tasks.contract import (MANIFEST, MARKER, ContractError, Manifest, open_regular, read_manifest,
                             read_manifest_with_digest, valid_drop_id)
 from tasks.fsutil import atomic_dir, atomic_write_json
@@ -76,7 +77,7 @@ def _dvc_repo(dataset: Path, remote: Path | None):
     return repo
 
 
-def ingest(drop: Path, dataset: Path, remote: Path | None = None, manifest_sha256: str | None = None) -> dict:
+def ingest(drop: Path, dataset: Path, *, remote: Path | None = None, manifest_sha256: str | None = None) -> dict:
     drop, dataset = Path(drop), Path(dataset)
     if not valid_drop_id(drop.name):
         raise ContractError(f"{drop}: {drop.name!r} is not a valid drop id")
@@ -102,7 +103,7 @@ def ingest(drop: Path, dataset: Path, remote: Path | None = None, manifest_sha25
             (tmp / MARKER).write_text("")  # ingest's own marker
         if not (dataset / SCHEMA).is_file():
             atomic_write_json(dataset / SCHEMA, schema_of(m))
-    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("DVC_NO_ANALYTICS", env.get("DVC_NO_ANALYTICS"))  # read by DVC itself
     repo = _dvc_repo(dataset, remote)
     try:
         repo.add(str(dataset / DROPS))

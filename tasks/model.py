@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from tasks.rundir import CONFIG, WEIGHTS
+from tasks.rundir import WEIGHTS, RunDir
 
 
 @dataclasses.dataclass
@@ -35,12 +34,12 @@ class FusionMLP(nn.Module):
 
 def save(model: FusionMLP, run_dir: Path) -> None:
     torch.save(model.state_dict(), Path(run_dir) / WEIGHTS)
-    (Path(run_dir) / CONFIG).write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2) + "\n")
+    RunDir(run_dir).write_model_config(dataclasses.asdict(model.cfg))
 
 
 def load(run_dir: Path) -> FusionMLP:
     """Load without pickle: a plain tensor state dict, weights_only=True."""
-    cfg = ModelConfig(**json.loads((Path(run_dir) / CONFIG).read_text()))
+    cfg = ModelConfig(**RunDir(run_dir).model_config())
     model = FusionMLP(cfg)
     model.load_state_dict(torch.load(Path(run_dir) / WEIGHTS, map_location="cpu", weights_only=True))
     return model.eval()

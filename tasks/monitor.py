@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import tracking
+from tasks import env, tracking
 from tasks.contract import IMG, TXT, open_drop, read_rows
 from tasks.fsutil import atomic_dir, atomic_write_json, atomic_write_text
 
@@ -227,19 +227,19 @@ def alert(report: dict) -> None:
     for a in report["alerts"]:
         log.warning("ALERT %s %s", report["day"], a)
     payload = json.dumps({"day": report["day"], "alerts": report["alerts"], "spikes": report["spikes"]}).encode()
-    if url := os.environ.get("SOCIAL_TONE_ALERT_WEBHOOK"):
+    if url := env.get("SOCIAL_TONE_ALERT_WEBHOOK"):
         try:
             req = urllib.request.Request(url, payload, {"Content-Type": "application/json"})
             urllib.request.urlopen(req, timeout=10).close()
         except OSError as e:
             log.error("alert webhook %s failed: %s", url, e)
-    if cmd := os.environ.get("SOCIAL_TONE_ALERT_COMMAND"):
+    if cmd := env.get("SOCIAL_TONE_ALERT_COMMAND"):
         p = subprocess.run(cmd, shell=True, input=payload, capture_output=True, timeout=60)
         if p.returncode != 0:
             log.error("alert command failed (%d): %s", p.returncode, p.stderr.decode()[-500:])
 
 
-def monitor(predictions: Path, day: dt.date, root: Path, drop: Path | None = None, window: int = 28,
+def monitor(predictions: Path, day: dt.date, root: Path, *, drop: Path | None = None, window: int = 28,
             tracking_uri: str | None = None, dashboard: Path | None = None, **thresholds) -> dict:
     """One day's report under root/<day>/; with `dashboard`, the trends page over every day is
     rebuilt there too (tasks/dashboard.py)."""

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from tasks.env import MODEL_NAME
 from tasks.fsutil import atomic_write_json
 from tasks.rundir import RunDir
 
@@ -23,32 +24,50 @@ def read_pointer(pointer: Path) -> dict | None:
     return json.loads(pointer.read_text()) if pointer.exists() else None
 
 
-def promote(run_dir: Path, pointer: Path, version: int | None, registered_model: str = "social-tone",
+def promote(run_dir: Path, pointer: Path, *, version: int | None, registered_model: str = MODEL_NAME,
             tracking_uri: str | None = None, metrics_json: Path | None = None) -> dict:
-    run_dir = Path(run_dir)
-    summary = RunDir(run_dir).summary()
+    """champion.json is the one source of truth for the champion; the MLflow alias mirrors it
+    and is set after it is written (a failed alias update is repaired by promoting again)."""
+    rd = RunDir(run_dir)
+    summary = rd.summary()
     uri = tracking_uri if tracking_uri and tracking_uri != "none" else None
-    registry_version = None
-    model = RunDir(run_dir).mlflow_model()  # the ONNX model export-onnx logged, in this store
+    mv = None
+    model = rd.mlflow_model()  # the ONNX model export-onnx logged, in this store
     if uri and model.get("tracking_uri") != uri:
-        log.warning("no ONNX model logged to %s for %s: not registered in MLflow", uri, run_dir)
+        log.warning("no ONNX model logged to %s for %s: not registered in MLflow", uri, rd.path)
     elif uri:
         import mlflow
-        from mlflow import MlflowClient
         mlflow.set_tracking_uri(uri)
         mv = mlflow.register_model(model["model_uri"], registered_model)
-        client = MlflowClient(uri)
-        client.set_registered_model_alias(registered_model, ALIAS, mv.version)
-        if version is not None:
-            client.set_model_version_tag(registered_model, mv.version, "triton_version", str(version))
-        registry_version = int(mv.version)
-        log.info("MLflow: %s version %s is now @%s", registered_model, mv.version, ALIAS)
     previous = read_pointer(pointer)
-    record = {"run": str(run_dir), "triton_version": version, "mlflow_run_id": summary.get("mlflow_run_id"),
-              "registered_model": registered_model if registry_version else None,
-              "registry_version": registry_version, "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    record = {"run": str(rd.path), "triton_version": version, "mlflow_run_id": summary.get("mlflow_run_id"),
+              "registered_model": registered_model if mv else None,
+              "registry_version": int(mv.version) if mv else None,
+              "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(),
               "previous_run": previous["run"] if previous else None}
     if metrics_json and Path(metrics_json).exists():
         record["test_macro_f1"] = json.loads(Path(metrics_json).read_text())["models"]["candidate"]["macro_f1"]
-    atomic_write_json(pointer, record)
+    lineage = rd.add_lineage(champion={k: record[k] for k in ("triton_version", "registered_model",
+                                                              "registry_version", "promoted_at")}
+                             | {"alias": ALIAS if mv else None, "pointer": str(pointer)})
+    atomic_write_json(pointer, {**record, "lineage": lineage})
+    if mv is not None:
+        from mlflow import MlflowClient
+        client = MlflowClient(uri)
+        for k, v in lineage_tags(lineage).items():
+            client.set_model_version_tag(registered_model, mv.version, k, v)
+        client.set_registered_model_alias(registered_model, ALIAS, mv.version)
+        log.info("MLflow: %s version %s is now @%s", registered_model, mv.version, ALIAS)
     return record
+
+
+def lineage_tags(lineage: dict) -> dict[str, str]:
+    """The hops of lineage.json as flat MLflow tags (lineage.data_version, lineage.onnx_sha256, ...)."""
+    data, export, triton = lineage.get("data", {}), lineage.get("export", {}), lineage.get("triton", {})
+    tags = {"data_version": data.get("version"), "dvc_md5": data.get("dvc_md5"),
+            "drops": ",".join(d["id"] for d in data.get("drops", [])),
+            "train_run_id": lineage.get("train", {}).get("mlflow_run_id"),
+            "evaluate_run_id": lineage.get("evaluate", {}).get("mlflow_run_id"),
+            "export_run_id": export.get("mlflow_run_id"), "onnx_sha256": export.get("onnx_sha256"),
+            "triton_version": triton.get("version")}
+    return {f"lineage.{k}": str(v)[:5000] for k, v in tags.items() if v is not None}

@@ -1,29 +1,64 @@
-"""The one owner of a trained model's directory (`runs/<key>/model/`): its file names and
-readers. Standard library only, so any step (and the light ones: gate, promote, publish) can
-name a file without importing the module that writes it (no Lightning or matplotlib for a
-string).
+"""The one owner of a run's files: their names, typed readers and writers. Standard library
+only (numpy is imported lazily, by the check-rows methods alone), so the DAG side and the
+light steps (gate, promote, publish) name a file without importing the module that writes it.
+
+A run is `runs/<key>/` (RunPaths, made by the DAG's claim/prepare step):
+
+  validation.json     the drop's validation report                      (validate)
+  model/              the trained model: a RunDir                       (train, export, convert)
+  eval/               metrics.json, blessing.json, plots, model card    (evaluate, gate)
+  published.json      the Triton version publish wrote                  (publish)
+
+and the model directory (RunDir):
 
   model.pt, model_config.json   weights (a state dict) and architecture      (train)
   thresholds.json               label names + per-class thresholds            (train)
   history.json                  per-epoch curves                              (train)
   train_summary.json            params, data version, MLflow run id           (train)
+  check_rows.npz                the rows every parity and canary check uses   (train)
+  lineage.json                  drops -> data version -> runs -> artifacts    (train, export, promote)
   model.onnx, onnx_parity.json  the ONNX graph and its parity report          (export-onnx)
   mlflow_model.json             the ONNX model logged to MLflow               (export-onnx)
   model.plan, tensorrt.json     the TensorRT plan and its report              (convert-tensorrt)
-
-The evaluation directory (`runs/<key>/eval/`) holds metrics.json and blessing.json.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
+from tasks.fsutil import atomic_write_bytes, atomic_write_json
+
 WEIGHTS, CONFIG = "model.pt", "model_config.json"
 THRESHOLDS, HISTORY, SUMMARY = "thresholds.json", "history.json", "train_summary.json"
+CHECK_ROWS, LINEAGE = "check_rows.npz", "lineage.json"
 ONNX, PARITY_REPORT, MLFLOW_MODEL = "model.onnx", "onnx_parity.json", "mlflow_model.json"
 PLAN, TENSORRT_REPORT = "model.plan", "tensorrt.json"
-METRICS, BLESSING = "metrics.json", "blessing.json"  # in the evaluation directory
+METRICS, BLESSING, MODEL_CARD = "metrics.json", "blessing.json", "model_card.md"  # in the evaluation directory
+MODEL_DIR, EVAL_DIR, VALIDATION, PUBLISHED = "model", "eval", "validation.json", "published.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+    """runs/<key>/: every path the steps of one DAG run pass each other."""
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    @staticmethod
+    def published_of(model_dir: Path) -> Path | None:
+        """The published.json of the run whose model dir this is (None: not a run's model dir)."""
+        model_dir = Path(model_dir)
+        return model_dir.parent / PUBLISHED if model_dir.name == MODEL_DIR else None
+
+    def as_dict(self) -> dict[str, str]:
+        """What claim/prepare return (one XCom per key): the DAG wires steps with these."""
+        r = self.root
+        return {"key": r.name, "work": str(r), "run": str(r / MODEL_DIR), "eval": str(r / EVAL_DIR),
+                "metrics": str(r / EVAL_DIR / METRICS), "report": str(r / VALIDATION),
+                "published": str(r / PUBLISHED)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,22 +68,81 @@ class RunDir:
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
 
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
-
     @property
     def onnx(self) -> Path: return self.path / ONNX
     @property
     def plan(self) -> Path: return self.path / PLAN
 
-    def _json(self, name: str) -> dict:
+    def _json(self, name: str):
         return json.loads((self.path / name).read_text())
 
-    def summary(self) -> dict: return self._json(SUMMARY)
-    def history(self) -> list: return self._json(HISTORY)
-    def thresholds(self) -> dict: return self._json(THRESHOLDS)  # {"label_names", "thresholds", ...}
+    def _write(self, name: str, obj) -> Path:
+        atomic_write_json(self.path / name, obj)
+        return self.path / name
 
+    # -- train
+    def summary(self) -> dict: return self._json(SUMMARY)
+    def write_summary(self, s: dict) -> Path: return self._write(SUMMARY, s)
+    def history(self) -> list: return self._json(HISTORY)
+    def write_history(self, h: list) -> Path: return self._write(HISTORY, h)
+    def model_config(self) -> dict: return self._json(CONFIG)
+    def write_model_config(self, cfg: dict) -> Path: return self._write(CONFIG, cfg)
+
+    def thresholds(self) -> dict:
+        """{"label_names", "thresholds", "tuned", "methods", "val_support", "global_threshold"}."""
+        return self._json(THRESHOLDS)
+
+    def write_thresholds(self, label_names: list[str], thresholds: list[float], *, methods: list[str],
+                         val_support: list[int], global_threshold: float | None = None) -> Path:
+        """methods, per class: "shrunk" (tuned on val, pulled toward the global threshold),
+        "global" (too few val positives) or "fixed" (0.5, untuned)."""
+        return self._write(THRESHOLDS, {"label_names": label_names, "thresholds": [float(t) for t in thresholds],
+                                        "tuned": any(m != "fixed" for m in methods), "methods": methods,
+                                        "val_support": [int(n) for n in val_support],
+                                        "global_threshold": global_threshold})
+
+    def write_check_rows(self, img, txt, ids, source: str) -> Path:
+        """The rows ONNX parity, TensorRT parity and the Triton canary all use: written once by
+        train (which has the data in hand), so no later step reads the dataset again."""
+        import io
+
+        import numpy as np
+        buf = io.BytesIO()
+        np.savez(buf, img=np.ascontiguousarray(img, np.float32), txt=np.ascontiguousarray(txt, np.float32),
+                 ids=np.asarray(ids).astype(str), source=np.asarray(source))
+        atomic_write_bytes(self.path / CHECK_ROWS, buf.getvalue())
+        return self.path / CHECK_ROWS
+
+    def check_rows(self, n: int | None = None):
+        """(img, txt, digest, source) of the first n check rows (all by default); digest is the
+        sha256 of their bytes, so every report can show it checked the same rows."""
+        import numpy as np
+        with np.load(self.path / CHECK_ROWS, allow_pickle=False) as z:
+            img, txt, source = z["img"][:n], z["txt"][:n], str(z["source"])
+        return img, txt, rows_digest(img, txt), source
+
+    # -- export, convert, promote
     def mlflow_model(self) -> dict:
         """The ONNX model export-onnx logged ({} when it logged none)."""
         p = self.path / MLFLOW_MODEL
         return json.loads(p.read_text()) if p.exists() else {}
+
+    def write_mlflow_model(self, record: dict) -> Path: return self._write(MLFLOW_MODEL, record)
+    def write_parity_report(self, report: dict) -> Path: return self._write(PARITY_REPORT, report)
+
+    def lineage(self) -> dict:
+        p = self.path / LINEAGE
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def add_lineage(self, **hops) -> dict:
+        """Merge hops into lineage.json (each step adds what it made)."""
+        record = {**self.lineage(), **hops}
+        self._write(LINEAGE, record)
+        return record
+
+
+def rows_digest(img, txt) -> str:
+    h = hashlib.sha256()
+    for a in (img, txt):
+        h.update(memoryview(a.tobytes()))
+    return h.hexdigest()[:16]

@@ -156,7 +156,7 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
-def score(drop_path: Path, out: Path, scorer: ScoreFn, names: list[str], batch: int = 1024,
+def score(drop_path: Path, out: Path, scorer: ScoreFn, names: list[str], *, batch: int = 1024,
           inflight: int = 4) -> dict:
     out = Path(out)
     fmt = FORMATS.get(out.suffix.lower())

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import subprocess
 from pathlib import Path
 from typing import Iterator
+
+from tasks import env
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "social-tone"
 
 
 def git_commit() -> str:
-    if sha := os.environ.get("SOCIAL_TONE_GIT_COMMIT"):
+    if sha := env.get("SOCIAL_TONE_GIT_COMMIT"):
         return sha
     with contextlib.suppress(Exception):
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -38,7 +39,7 @@ def run(uri: str | None, run_name: str | None = None, run_id: str | None = None,
     mlflow.set_tracking_uri(uri)
     if run_id is None:
         # a sqlite store would put artifacts under the container's cwd: pin them to the data root
-        artifacts = os.environ.get("SOCIAL_TONE_MLFLOW_ARTIFACTS")
+        artifacts = env.get("SOCIAL_TONE_MLFLOW_ARTIFACTS")
         if artifacts and uri.startswith("sqlite:") and mlflow.get_experiment_by_name(experiment) is None:
             with contextlib.suppress(Exception):  # another process may create it at the same moment
                 mlflow.create_experiment(experiment, artifact_location=Path(artifacts).resolve().as_uri())
@@ -63,6 +64,12 @@ def log_metrics(active, metrics: dict, step: int | None = None) -> None:
     if active is not None:
         import mlflow
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+
+def set_tags(active, tags: dict) -> None:
+    if active is not None:
+        import mlflow
+        mlflow.set_tags({k: "" if v is None else str(v) for k, v in tags.items()})
 
 
 def log_artifacts(active, folder: Path, artifact_path: str | None = None) -> None:

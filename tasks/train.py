@@ -1,12 +1,15 @@
 """`tasks train`: fit the fusion MLP with PyTorch Lightning, tune per-class thresholds on val.
 
-Data is small (70k x 1280 floats = 360 MB) and lives in memory as one fused tensor; batches
-are index slices of it, not a DataLoader collating 64 single rows per step. That, a larger
-batch with a higher learning rate, and bf16 autocast on CPUs with native bf16 are where the
-speed-up over the seed recipe comes from (bench/train_speed.py measures both side by side).
+Data: a split that fits `cache_mb` is read once and held as one fused tensor; batches are
+index slices of it, not a DataLoader collating 64 single rows per step. A larger history is
+streamed: each epoch reads the drops in shuffled groups of storage blocks and shuffles rows
+within a group, so memory stays bounded however many drops there are (bench/train_memory.py).
+That, a larger batch with a higher learning rate, and bf16 autocast on CPUs with native bf16
+are where the speed-up over the seed recipe comes from (bench/train_speed.py).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import dataclasses
 import json
@@ -21,51 +24,16 @@ import torch
 from torch import nn
 
 from tasks import dataset as ds
-from tasks import metrics, model as mdl, tracking
-from tasks.fsutil import atomic_dir, atomic_write_json
-from tasks.rundir import HISTORY, SUMMARY, THRESHOLDS
-from tasks.split import TRAIN, VAL
+from tasks import lineage, metrics, model as mdl, tracking
+from tasks.fsutil import atomic_dir
+from tasks.recipe import TrainConfig
+from tasks.rundir import RunDir
+from tasks.split import TEST, TRAIN, VAL
 
 log = logging.getLogger(__name__)
 # Lightning's banner lines ("GPU available", tips) are noise in a task log.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=r".*(LeafSpec|does not have many workers).*")
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    max_epochs: int = 20
-    patience: int = 5
-    batch_size: int = 512
-    lr: float = 3e-3
-    hidden: int = 256
-    dropout: float = 0.2
-    pos_weight: float = 0.0        # 0: off; >0: per-class neg/pos ratio, capped at this value
-    tune_thresholds: bool = True   # False: the seed's fixed 0.5
-    loader: str = "tensor"         # "tensor" (in-memory slices) or "dataloader" (the seed's recipe)
-    # ReduceLROnPlateau, torch's defaults as in the seed. With early-stopping patience 5 it rarely
-    # fires; patience 2 / factor 0.5 buys ~+0.01 macro-F1 for ~1.7x the time (docs/benchmarks.md).
-    lr_patience: int = 10
-    lr_factor: float = 0.1
-    precision: str = "auto"        # "32", "bf16-mixed", or "auto": bf16-mixed where the CPU has native bf16
-    seed: int = 42
-    split_seed: int = 42
-    threads: int = 0               # torch intra-op threads; 0 = torch default
-
-    @classmethod
-    def from_overrides(cls, overrides: dict) -> "TrainConfig":
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - set(fields)
-        if unknown:
-            raise ValueError(f"unknown hyper-parameters: {sorted(unknown)} (known: {sorted(fields)})")
-        cfg = cls(**overrides)
-        if cfg.loader not in ("tensor", "dataloader"):
-            raise ValueError("loader must be 'tensor' or 'dataloader'")
-        if cfg.precision not in ("auto", "32", "bf16-mixed"):
-            raise ValueError("precision must be 'auto', '32' or 'bf16-mixed'")
-        if cfg.batch_size < 1 or cfg.max_epochs < 1 or cfg.lr <= 0:
-            raise ValueError("batch_size, max_epochs and lr must be positive")
-        return cfg
 
 
 def resolve_precision(precision: str) -> str:
@@ -76,23 +44,51 @@ def resolve_precision(precision: str) -> str:
     return "bf16-mixed" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "32"
 
 
-class TensorBatches(torch.utils.data.IterableDataset):
-    """Yields shuffled (img, txt, y) batches sliced from in-memory tensors."""
+class Batches(torch.utils.data.IterableDataset):
+    """Shuffled (x, y) batches of one split: slices of an in-memory tensor when the split was
+    cached, else read per group of `group` storage blocks (shuffled order) and shuffled within."""
 
-    def __init__(self, tensors: tuple[torch.Tensor, ...], batch_size: int, shuffle: bool, seed: int):
-        self.tensors, self.batch_size, self.shuffle, self.seed, self.epoch = tensors, batch_size, shuffle, seed, 0
+    def __init__(self, d: ds.Dataset, which: int, batch_size: int, shuffle: bool, seed: int, cache: bool,
+                 group: int = 4):
+        self.d, self.which, self.batch_size, self.shuffle, self.seed, self.group = d, which, batch_size, shuffle, \
+            seed, group
+        self.epoch = 0
+        self.blocks = d.blocks(which)
+        self.cached = _tensors(d, np.concatenate(self.blocks)) if cache and self.blocks else None
 
     def __iter__(self):
-        n = len(self.tensors[0])
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-            self.epoch += 1
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += self.shuffle
+        if self.cached is not None:
+            yield from self._slices(self.cached, g)
+            return
+        order = torch.randperm(len(self.blocks), generator=g).tolist() if self.shuffle else range(len(self.blocks))
+        order = list(order)
+        groups = [np.sort(np.concatenate([self.blocks[i] for i in order[s:s + self.group]]))
+                  for s in range(0, len(order), self.group)]
+        # read the next group in a thread while this one trains (file reads and copies release the GIL):
+        # at most two groups in memory
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(_tensors, self.d, groups[0])
+            for k in range(len(groups)):
+                xy = pending.result()
+                if k + 1 < len(groups):
+                    pending = pool.submit(_tensors, self.d, groups[k + 1])
+                yield from self._slices(xy, g)
+
+    def _slices(self, xy: tuple[torch.Tensor, torch.Tensor], g: torch.Generator):
+        n = len(xy[0])
+        order = torch.randperm(n, generator=g) if self.shuffle else None
         for s in range(0, n, self.batch_size):
-            if self.shuffle:
-                idx = order[s:s + self.batch_size]
-                yield tuple(t[idx] for t in self.tensors)
+            if order is None:
+                yield tuple(t[s:s + self.batch_size] for t in xy)
             else:
-                yield tuple(t[s:s + self.batch_size] for t in self.tensors)
+                idx = order[s:s + self.batch_size]
+                yield tuple(t[idx] for t in xy)
+
+
+def _tensors(d: ds.Dataset, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(d.read(idx)), torch.from_numpy(d.labels[idx].astype(np.float32))
 
 
 class LitFusion(L.LightningModule):
@@ -119,7 +115,10 @@ class LitFusion(L.LightningModule):
         logits = torch.cat([v[0] for v in self._val])
         y = torch.cat([v[1] for v in self._val])
         self._val.clear()
-        self.log("val_macro_f1", metrics.macro_f1(y.numpy(), torch.sigmoid(logits).numpy(), 0.5))
+        y, p = y.numpy(), torch.sigmoid(logits).numpy()
+        self.log("val_macro_f1", metrics.macro_f1(y, p, 0.5))
+        # what we report: macro-F1 with thresholds tuned as train tunes them (selection and stopping)
+        self.log("val_macro_f1_tuned", metrics.macro_f1(y, p, metrics.tune_thresholds(y, p).thresholds))
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
@@ -131,88 +130,146 @@ class LitFusion(L.LightningModule):
 class EpochReport(L.Callback):
     """One plain log line per epoch (readable in Airflow task logs), history, MLflow, best weights."""
 
-    def __init__(self, active_run):
+    def __init__(self, active_run, select_on: str):
         self.history: list[dict] = []
-        self.best_loss, self.best_state, self.best_epoch = float("inf"), None, -1
-        self.active_run = active_run
+        self.best_loss, self.best_score, self.best_state, self.best_epoch = float("inf"), -1.0, None, -1
+        self.active_run, self.select_on = active_run, select_on
         self._t0 = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module):  # runs after the epoch's validation
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
         row = {"epoch": trainer.current_epoch + 1, "train_loss": m.get("train_loss", float("nan")),
                "val_loss": m["val_loss"], "val_macro_f1_at_0.5": m["val_macro_f1"],
+               "val_macro_f1_tuned": m["val_macro_f1_tuned"],
                "lr": trainer.optimizers[0].param_groups[0]["lr"], "seconds": time.perf_counter() - self._t0}
         self._t0 = time.perf_counter()
         self.history.append(row)
-        if row["val_loss"] < self.best_loss:
-            self.best_loss, self.best_epoch = row["val_loss"], row["epoch"]
+        better = row["val_macro_f1_tuned"] > self.best_score if self.select_on == "f1" \
+            else row["val_loss"] < self.best_loss
+        if better:
+            self.best_loss, self.best_score, self.best_epoch = row["val_loss"], row["val_macro_f1_tuned"], row["epoch"]
             self.best_state = copy.deepcopy(pl_module.model.state_dict())
-        log.info("epoch %d/%d train_loss=%.4f val_loss=%.4f val_macro_f1@0.5=%.4f lr=%.2e %.1fs",
+        log.info("epoch %d/%d train_loss=%.4f val_loss=%.4f val_macro_f1@0.5=%.4f tuned=%.4f lr=%.2e %.1fs",
                  row["epoch"], trainer.max_epochs, row["train_loss"], row["val_loss"],
-                 row["val_macro_f1_at_0.5"], row["lr"], row["seconds"])
-        tracking.log_metrics(self.active_run, {k.replace("@", "_at_"): v for k, v in row.items() if k != "epoch"},
-                             step=row["epoch"])
+                 row["val_macro_f1_at_0.5"], row["val_macro_f1_tuned"], row["lr"], row["seconds"])
+        # per-epoch curves; the final, selected model's figures are logged by train() under their own names
+        tracking.log_metrics(self.active_run, {("epoch_" if k == "val_macro_f1_tuned" else "") + k.replace("@", "_at_"): v
+                                               for k, v in row.items() if k != "epoch"}, step=row["epoch"])
 
 
-def _loader(arrays: tuple[np.ndarray, np.ndarray], cfg: TrainConfig, shuffle: bool, batch_size: int):
-    tensors = tuple(torch.from_numpy(a) for a in arrays)
-    if cfg.loader == "dataloader":
-        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*tensors), batch_size=batch_size,
-                                           shuffle=shuffle)
-    return torch.utils.data.DataLoader(TensorBatches(tensors, batch_size, shuffle, cfg.seed), batch_size=None)
+def _loaders(d: ds.Dataset, cfg: TrainConfig):
+    """Train and val loaders; the train split is cached first if the budget allows, then val."""
+    budget = cfg.cache_mb << 20
+    row_bytes = d.dim * 4
+    cache_train = len(d.index(TRAIN)) * row_bytes <= budget
+    cache_val = len(d.index(VAL)) * row_bytes <= budget - cache_train * len(d.index(TRAIN)) * row_bytes
+    if cfg.loader == "dataloader":  # the seed's recipe: a DataLoader collating single rows (small data only)
+        img, txt, y = d.part(TRAIN)
+        train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(
+            torch.from_numpy(np.hstack([img, txt])), torch.from_numpy(y)), batch_size=cfg.batch_size, shuffle=True)
+    else:
+        train = torch.utils.data.DataLoader(Batches(d, TRAIN, cfg.batch_size, True, cfg.seed, cache_train),
+                                            batch_size=None)
+    val = torch.utils.data.DataLoader(Batches(d, VAL, 8192, False, cfg.seed, cache_val), batch_size=None)
+    log.info("train split %s, val split %s (cache budget %d MB)", "in memory" if cache_train else "streamed",
+             "in memory" if cache_val else "streamed", cfg.cache_mb)
+    return train, val
 
 
-def train(data: list[Path], out: Path, cfg: TrainConfig, tracking_uri: str | None = None,
+def predict_split(model: mdl.FusionMLP, d: ds.Dataset, which: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of one split, block by block."""
+    ys, ps = [], []
+    for x, y in d.iter_xy(which):
+        ys.append(y)
+        ps.append(mdl.predict_proba(model, x[:, :d.img_dim], x[:, d.img_dim:]))
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def check_index(d: ds.Dataset, n: int) -> tuple[np.ndarray, str]:
+    """The first n test rows (topped up from val, then train, when the test split is smaller)."""
+    parts, source = [d.index(TEST)], "test"
+    if len(parts[0]) < n:
+        parts += [d.index(VAL), d.index(TRAIN)]
+        source = "test+val+train"
+    return np.sort(np.concatenate(parts)[:n]), source
+
+
+def budget(cfg: TrainConfig, n_train: int) -> tuple[int, int]:
+    """(max epochs, patience in epochs). max_epochs 0 means "from the step budget": a small
+    dataset gets more epochs of fewer steps; patience covers at least patience_steps steps."""
+    steps = max(1, -(-n_train // cfg.batch_size))
+    max_epochs = cfg.max_epochs or max(1, -(-cfg.budget_steps // steps))
+    return max_epochs, max(cfg.patience, -(-cfg.patience_steps // steps))
+
+
+def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | None = None,
           run_name: str | None = None) -> dict:
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, verbose=False)
-    d = ds.load(data, seed=cfg.split_seed)
-    train_xy, val_xy = d.part_x(TRAIN), d.part_x(VAL)
-    if len(train_xy[1]) == 0 or len(val_xy[1]) == 0:
+    d = ds.load(data, seed=cfg.split_seed, last=cfg.window_drops)
+    n_train, n_val = len(d.index(TRAIN)), len(d.index(VAL))
+    if n_train == 0 or n_val == 0:
         raise ValueError(f"{data}: too few rows for a train/val split ({len(d.ids)} rows)")
     log.info("data %s: %d rows (train %d, val %d), %d labels, dims %d+%d", d.version, len(d.ids),
-             len(train_xy[1]), len(val_xy[1]), len(d.label_names), d.img_dim, d.txt_dim)
+             n_train, n_val, len(d.label_names), d.img_dim, d.txt_dim)
     pos_weight = None
     if cfg.pos_weight > 0:
-        pos = train_xy[1].sum(0)
-        pos_weight = torch.from_numpy(np.clip((len(train_xy[1]) - pos) / np.maximum(pos, 1), 1, cfg.pos_weight)
+        pos = d.labels[d.index(TRAIN)].sum(0, dtype=np.int64)
+        pos_weight = torch.from_numpy(np.clip((n_train - pos) / np.maximum(pos, 1), 1, cfg.pos_weight)
                                       .astype(np.float32))
     model_cfg = mdl.ModelConfig(d.img_dim, d.txt_dim, len(d.label_names), cfg.hidden, cfg.dropout)
     precision = resolve_precision(cfg.precision)
     params = {**dataclasses.asdict(cfg), "precision_used": precision, "data_version": d.version, "drops": ",".join(d.drops),
-              "git_commit": tracking.git_commit(), "rows_train": len(train_xy[1]), "rows_val": len(val_xy[1])}
+              "git_commit": tracking.git_commit(), "rows_train": n_train, "rows_val": n_val}
     with tracking.run(tracking_uri, run_name=run_name) as active, atomic_dir(out) as tmp:
         tracking.log_params(active, params)
         lit = LitFusion(model_cfg, cfg, pos_weight)
-        report = EpochReport(active)
-        trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=cfg.max_epochs, logger=False, precision=precision,
+        report = EpochReport(active, cfg.select_on)
+        max_epochs, patience = budget(cfg, n_train)
+        log.info("budget: at most %d epochs (%d steps each), patience %d epochs, selection on %s", max_epochs,
+                 -(-n_train // cfg.batch_size), patience,
+                 "validation macro-F1 (tuned thresholds)" if cfg.select_on == "f1" else "validation loss")
+        monitor, mode = ("val_macro_f1_tuned", "max") if cfg.select_on == "f1" else ("val_loss", "min")
+        stop = L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience)
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, logger=False, precision=precision,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0, deterministic=True,
-                            callbacks=[L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience),
-                                       report])
-        trainer.fit(lit, _loader(train_xy, cfg, True, cfg.batch_size), _loader(val_xy, cfg, False, 8192))
+                            num_sanity_val_steps=0, deterministic=True, callbacks=[stop, report])
+        trainer.fit(lit, *_loaders(d, cfg))
         lit.model.load_state_dict(report.best_state)
         fit_seconds = time.perf_counter() - t_start
 
-        val_img, val_txt, val_y = d.part(VAL)
-        val_proba = mdl.predict_proba(lit.model, val_img, val_txt)
-        thr = metrics.tune_thresholds(val_y, val_proba) if cfg.tune_thresholds \
-            else np.full(len(d.label_names), 0.5, np.float32)
+        val_y, val_proba = predict_split(lit.model, d, VAL)
+        n_labels = len(d.label_names)
+        tuned = metrics.tune_thresholds(val_y, val_proba) if cfg.tune_thresholds else \
+            metrics.Tuned(np.full(n_labels, 0.5, np.float32), ["fixed"] * n_labels, val_y.sum(0).astype(int).tolist(),
+                          0.5)
+        thr = tuned.thresholds
         f1_fixed, f1_tuned = metrics.macro_f1(val_y, val_proba, 0.5), metrics.macro_f1(val_y, val_proba, thr)
+        out_dir = RunDir(tmp)
         mdl.save(lit.model, tmp)
-        atomic_write_json(tmp / THRESHOLDS, {"label_names": d.label_names, "thresholds": thr.tolist(),
-                                             "tuned": cfg.tune_thresholds})
-        atomic_write_json(tmp / HISTORY, report.history)
+        out_dir.write_thresholds(d.label_names, thr.tolist(), methods=tuned.methods, val_support=tuned.support,
+                                 global_threshold=tuned.global_threshold)
+        out_dir.write_history(report.history)
+        idx, source = check_index(d, cfg.check_rows)
+        x = d.read(idx)
+        out_dir.write_check_rows(x[:, :d.img_dim], x[:, d.img_dim:], d.ids[idx], source)
         summary = {"params": params, "model": dataclasses.asdict(model_cfg), "best_epoch": report.best_epoch, "epochs_run": len(report.history),
-                   "best_val_loss": report.best_loss, "val_macro_f1_at_0.5": f1_fixed,
+                   "best_val_loss": report.best_loss, "selected_on": cfg.select_on, "max_epochs": max_epochs,
+                   "patience": patience, "val_macro_f1_at_0.5": f1_fixed,
                    "val_macro_f1_tuned": f1_tuned, "fit_seconds": fit_seconds,
                    "seconds": time.perf_counter() - t_start, "data_version": d.version,
                    "tracking_uri": tracking_uri if active else None,
                    "mlflow_run_id": active.info.run_id if active else None}
-        atomic_write_json(tmp / SUMMARY, summary)
-        tracking.log_metrics(active, {"best_val_loss": report.best_loss, "val_macro_f1_at_0.5": f1_fixed,
+        out_dir.write_summary(summary)
+        data = lineage.data_record(d.paths, d.version)
+        out_dir.add_lineage(data=data, train={"run_name": run_name, "mlflow_run_id": summary["mlflow_run_id"],
+                                              "tracking_uri": summary["tracking_uri"],
+                                              "git_commit": params["git_commit"]})
+        tracking.set_tags(active, {"data_version": d.version, "dvc_md5": data["dvc_md5"]})
+        tracking.log_metrics(active, {"best_val_loss": report.best_loss, "selected_on": cfg.select_on, "max_epochs": max_epochs,
+                   "patience": patience, "val_macro_f1_at_0.5": f1_fixed,
                                       "val_macro_f1_tuned": f1_tuned, "train_seconds": summary["seconds"]})
         tracking.log_artifacts(active, tmp, "model")
     log.info("trained in %.1fs (best epoch %d of %d): val macro-F1 %.4f at 0.5, %.4f tuned -> %s",

@@ -34,7 +34,7 @@ def trained_run(root: Path, rows: int, seed: int, epochs: int = 1, name: str = "
     if not (root / "d").exists():
         synth.write_labeled(root / "d", "d", rows=rows, seed=seed)
     train([root / "d"], root / name, TrainConfig(max_epochs=epochs, seed=seed), tracking_uri="none")
-    export_onnx(root / name, [root / "d"], root / name / "model.onnx", tracking_uri="none")
+    export_onnx(root / name, tracking_uri="none")
     return root / name
 
 

@@ -10,7 +10,8 @@ import torch
 
 from tasks import dataset as ds
 from tasks import model as mdl, synth
-from tasks.export_onnx import ParityError, check_parity, export_onnx, parity_rows
+from tasks.export_onnx import ParityError, check_parity, export_onnx
+from tasks.rundir import RunDir
 from tasks.split import TEST
 from tasks.train import TrainConfig, train
 
@@ -26,7 +27,7 @@ def run(tmp_path_factory):
 
 def test_export_matches_pytorch_on_real_test_rows(run):
     root, uri = run
-    r = export_onnx(root / "run", [root / "d"], root / "run" / "model.onnx", tracking_uri=uri)
+    r = export_onnx(root / "run", tracking_uri=uri)
     assert r["ok"] and r["rows"] == 1000 and r["rows_from"] == "test" and r["max_abs_diff"] <= 1e-4
     report = json.loads((root / "run" / "onnx_parity.json").read_text())
     assert report["label_mismatch_rows"] == 0 and report["opset"] >= 17
@@ -64,8 +65,7 @@ def test_parity_catches_a_graph_that_drifts(run, tmp_path):
     export(model, tmp_path / "m.onnx")
     with torch.no_grad():
         model.net[3].bias += 1e-3  # the graph no longer matches the model it claims to be
-    d = ds.load([root / "d"])
-    img, txt, _ = parity_rows(d, 1000)
+    img, txt, _, _ = RunDir(root / "run").check_rows()
     r = check_parity(tmp_path / "m.onnx", model, np.full(50, 0.5, np.float32), img, txt)
     assert not r["ok"] and r["max_abs_diff"] > 5e-4
 
@@ -75,17 +75,18 @@ def test_failed_parity_writes_no_model_and_exits_4(run, tmp_path, monkeypatch):
     import tasks.export_onnx as ex
     real = ex.check_parity
     monkeypatch.setattr(ex, "check_parity", lambda *a, **k: {**real(*a, **k), "ok": False})
+    import shutil
+    shutil.copytree(root / "run", tmp_path / "run", ignore=shutil.ignore_patterns("model.onnx", "onnx_parity.json"))
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
     with pytest.raises(ParityError, match="not written"):
-        export_onnx(root / "run", [root / "d"], tmp_path / "out" / "model.onnx", tracking_uri="none")
-    assert not (tmp_path / "out" / "model.onnx").exists()
-    assert json.loads((tmp_path / "out" / "onnx_parity.json").read_text())["ok"] is False
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["onnx_parity.json"]
+        export_onnx(tmp_path / "run", tracking_uri="none")
+    assert json.loads((tmp_path / "run" / "onnx_parity.json").read_text())["ok"] is False
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(before + ["onnx_parity.json"])
 
 
 def test_cli_exit_code_on_parity_failure(run, tmp_path):
     root, _ = run
-    p = subprocess.run([sys.executable, "-m", "tasks", "export-onnx", "--run", str(root / "run"), "--data",
-                        str(root / "d"), "--out", str(tmp_path / "m.onnx"), "--atol", "-1", "--tracking-uri", "none"],
+    p = subprocess.run([sys.executable, "-m", "tasks", "export-onnx", "--run", str(root / "run"), "--out", str(tmp_path / "m.onnx"), "--atol", "-1", "--tracking-uri", "none"],
                        capture_output=True, text=True)
     assert p.returncode == 4 and "ONNX parity failed" in p.stderr and not (tmp_path / "m.onnx").exists()
 

@@ -37,13 +37,50 @@ def test_per_class_thresholds():
 
 
 def test_tuned_thresholds_maximise_f1_per_class():
-    thr = metrics.tune_thresholds(Y, P)
+    # with the few-positives rules off, each class gets its own F1-best threshold
+    t = metrics.tune_thresholds(Y, P, min_positives=1, prior=0)
     # a cannot be separated: its best is 0.4 (posts 0,1,2 -> F1 0.8); b separates at 0.7 (F1 1.0)
-    assert thr == pytest.approx([0.4, 0.7])
-    assert metrics.macro_f1(Y, P, thr) == pytest.approx(0.9)
+    assert t.thresholds == pytest.approx([0.4, 0.7]) and t.methods == ["shrunk", "shrunk"]
+    assert metrics.macro_f1(Y, P, t.thresholds) == pytest.approx(0.9)
 
 
-def test_a_class_without_positives_keeps_the_default():
-    y = np.array([[1, 0], [0, 0], [1, 0]])
-    p = np.array([[0.9, 0.3], [0.2, 0.9], [0.7, 0.1]], dtype=np.float32)
-    assert metrics.tune_thresholds(y, p)[1] == pytest.approx(0.5)
+def rare_world(seed=0, rows=4000):
+    """Class 0 common (~20%), class 1 rare (3 positives), class 2 never positive; scores are
+    noisy but informative, class 2's scores are all exactly 0 (a constant predictor)."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros((rows, 3), np.int8)
+    y[:, 0] = rng.random(rows) < 0.2
+    y[rng.choice(rows, 3, replace=False), 1] = 1
+    p = np.clip(0.3 * y + rng.random((rows, 3)) * 0.7, 0, 1).astype(np.float32)
+    p[:, 2] = 0.0
+    return y, p
+
+
+def test_few_positives_take_the_global_threshold_and_none_is_zero():
+    y, p = rare_world()
+    t = metrics.tune_thresholds(y, p)
+    assert t.support == [int(y[:, 0].sum()), 3, 0]
+    assert t.methods == ["shrunk", "global", "global"]
+    assert t.thresholds[1] == pytest.approx(t.global_threshold) == pytest.approx(t.thresholds[2])
+    # a constant-zero score never predicts every row, whatever the positives
+    assert (t.thresholds >= metrics.THR_MIN).all() and not (p[:, 2] >= t.thresholds[2]).any()
+    # the common class: its own optimum, pulled toward the global one by n / (n + PRIOR)
+    own = metrics.best_f1_threshold(y[:, 0], p[:, 0])
+    w = t.support[0] / (t.support[0] + metrics.PRIOR)
+    assert t.thresholds[0] == pytest.approx(w * own + (1 - w) * t.global_threshold, abs=1e-6)
+
+
+def test_threshold_tuning_is_deterministic():
+    y, p = rare_world(seed=3)
+    a, b = metrics.tune_thresholds(y, p), metrics.tune_thresholds(y.copy(), p.copy())
+    np.testing.assert_array_equal(a.thresholds, b.thresholds)
+    assert a.methods == b.methods
+
+
+def test_macro_metrics_cover_the_same_classes_and_list_the_others():
+    y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    p = np.array([[0.9, 0.2, 0.1], [0.6, 0.7, 0.2], [0.4, 0.8, 0.1], [0.1, 0.6, 0.9]], dtype=np.float32)
+    m = metrics.compute(y, p, 0.5, ["a", "b", "c"])
+    assert m["unsupported_labels"] == ["c"]
+    assert m["macro_f1"] == pytest.approx(0.65)  # (0.5 + 0.8) / 2: c neither 0 nor counted
+    assert metrics.macro_f1(y, p, 0.5) == pytest.approx(0.65)

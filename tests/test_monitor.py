@@ -25,7 +25,7 @@ def days(tmp_path_factory):
     root = tmp_path_factory.mktemp("monitor")
     synth.write_labeled(root / "train", "train", rows=70_252, seed=1, world_seed=42)
     train([root / "train"], root / "run", TrainConfig(), tracking_uri="none")
-    export_onnx(root / "run", [root / "train"], root / "run" / "model.onnx", tracking_uri="none")
+    export_onnx(root / "run", tracking_uri="none")
     scorer = OnnxScorer(root / "run")
     reports = {}
     for i in range(30):

@@ -24,7 +24,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("score")
     synth.write_labeled(root / "d", "d", rows=5000, seed=5)
     train([root / "d"], root / "run", TrainConfig(max_epochs=1), tracking_uri="none")
-    export_onnx(root / "run", [root / "d"], root / "run" / "model.onnx", tracking_uri="none")
+    export_onnx(root / "run", tracking_uri="none")
     synth.write_scoring_day(root / "day", dt.date(2026, 3, 1), rows=2500, seed=9)
     return root
 
@@ -76,7 +76,7 @@ def test_scoring_through_triton_matches_onnx_runtime(setup, tmp_path):
         return json.loads(p.stdout.splitlines()[-1])
 
     with TritonServer(repo, tmp_path / "triton") as server:
-        reload(repo, "social_tone", server.grpc_url, root / "run" / "model.onnx", root / "run" / "thresholds.json")
+        reload(repo, "social_tone", url=server.grpc_url, run_dir=root / "run")
         r = run_score(tmp_path / "pred.parquet")
         assert r["rows"] == 2500 and r["model_versions"] == ["1"]
         assert TritonScorer(server.grpc_url, "social_tone", repo, 50, 512, 768).names == names
@@ -92,7 +92,7 @@ def test_scoring_through_triton_matches_onnx_runtime(setup, tmp_path):
         t["thresholds"] = [0.9] * len(t["thresholds"])
         (run2 / "thresholds.json").write_text(json.dumps(t))
         trepo.publish(run2, repo, execution_env=sys.prefix)
-        reload(repo, "social_tone", server.grpc_url, run2 / "model.onnx", run2 / "thresholds.json")
+        reload(repo, "social_tone", url=server.grpc_url, run_dir=run2)
         r = run_score(tmp_path / "pred2.parquet")
         assert r["model_versions"] == ["2"]
         df2 = pd.read_parquet(tmp_path / "pred2.parquet")

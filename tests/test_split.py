@@ -35,3 +35,28 @@ def test_a_repeated_post_keeps_the_latest_labels(tmp_path):
     d = ds.load([a, b])
     assert len(d.ids) == 10 and set(d.ids) == set(ids_b)
     assert (d.labels == 1).all()
+
+
+def test_streamed_batches_cover_the_split_once_per_epoch_in_bounded_groups(tmp_path, monkeypatch):
+    """With the split not cached, training reads it in shuffled groups of storage blocks:
+    every train row once per epoch, in another order each epoch, never more than a group
+    read at a time; the cached path yields the same rows."""
+    import torch
+    from tasks import train as tr
+    from tasks.split import TRAIN
+    monkeypatch.setattr(ds, "BLOCK", 64)  # many small blocks
+    for k in range(3):
+        make_drop(tmp_path / "drops" / f"d{k}", rows=300, seed=k)
+    d = ds.load([tmp_path / "drops"])
+    reads = []
+    real = d.read
+    monkeypatch.setattr(d, "read", lambda idx: reads.append(len(idx)) or real(idx))
+    want = np.sort(real(d.index(TRAIN)), axis=0)
+    streamed = tr.Batches(d, TRAIN, 50, shuffle=True, seed=0, cache=False, group=2)
+    epochs = [torch.cat([x for x, _ in streamed]).numpy() for _ in range(2)]
+    for got in epochs:
+        np.testing.assert_array_equal(np.sort(got, axis=0), want)
+    assert not np.array_equal(epochs[0], epochs[1]), "reshuffled each epoch"
+    assert max(reads) <= 2 * 64 and len(reads) >= 2 * len(d.index(TRAIN)) // 128
+    cached = tr.Batches(d, TRAIN, 50, shuffle=True, seed=0, cache=True)
+    np.testing.assert_array_equal(np.sort(torch.cat([x for x, _ in cached]).numpy(), axis=0), want)

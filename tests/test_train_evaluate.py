@@ -35,7 +35,11 @@ def test_run_dir_holds_a_pickle_free_checkpoint_thresholds_and_history(trained):
     assert len(thr["thresholds"]) == 50 and thr["label_names"][0] == "ceasefire_talks" and thr["tuned"]
     history = json.loads((run / "history.json").read_text())
     assert len(history) == summary["epochs_run"] <= 8
-    assert {"epoch", "train_loss", "val_loss", "val_macro_f1_at_0.5", "lr"} <= set(history[0])
+    assert {"epoch", "train_loss", "val_loss", "val_macro_f1_at_0.5", "val_macro_f1_tuned", "lr"} <= set(history[0])
+    # the kept weights are those of the epoch with the best tuned validation macro-F1
+    best = max(history, key=lambda h: h["val_macro_f1_tuned"])
+    assert summary["best_epoch"] == best["epoch"] and summary["selected_on"] == "f1"
+    assert set(thr["methods"]) <= {"shrunk", "global"} and len(thr["val_support"]) == 50
     assert not list(root.glob(".run.*")), "no temp dirs left behind"
 
 
@@ -75,7 +79,12 @@ def test_evaluate_compares_candidate_champion_and_baseline(trained, tmp_path):
     for png in ("training_curves.png", "per_class_f1.png", "pr_curves.png"):
         assert (tmp_path / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (tmp_path / "eval" / "model_card.md").read_text()
-    assert "| candidate |" in card and "| baseline |" in card and "Weakest topics" in card
+    assert "| candidate |" in card and "| baseline |" in card and "## Weak topics: test F1 below 0.2" in card
+    assert "- vs baseline: macro-F1" in card and "## Topics without test rows (0)" in card
+    # every supported topic under 0.2 F1 is listed with its support, none other
+    weak = [w for w in cand["per_class"] if w["support"] and w["f1"] < 0.2]
+    assert all(f"| {w['label']} | {w['f1']:.3f} |" in card for w in weak)
+    assert not any(f"| {w['label']} | {w['f1']:.3f} |" in card for w in cand["per_class"] if w["f1"] >= 0.2)
     from mlflow.tracking import MlflowClient
     client = MlflowClient(uri)
     train_run = client.get_run(summary["mlflow_run_id"])
@@ -118,3 +127,39 @@ def test_cli_end_to_end_with_plain_epoch_logs(tmp_path):
     assert rc == 0 and out["candidate_macro_f1"] > 0 and "baseline_macro_f1" not in out
     rc, out, err = run("train", "--data", tmp_path / "nope", "--out", tmp_path / "r2")
     assert rc == 3 and f"{tmp_path / 'nope'}: neither a drop nor a folder of drops" in err
+
+
+def test_model_card_lists_weak_and_unsupported_topics_and_the_gate_says_why(tmp_path):
+    """A label set where one topic never occurs in the data and one is nearly noise."""
+    from tasks import gate
+    rng = np.random.default_rng(0)
+    n, names = 3000, ["common", "noisy", "absent"]
+    img = rng.standard_normal((n, 8)).astype(np.float32)
+    y = np.zeros((n, 3), np.uint8)
+    y[:, 0] = img[:, 0] > 0.5
+    y[:, 1] = rng.random(n) < 0.05  # unrelated to the inputs
+    c.write_drop(tmp_path / "d", "d", img, rng.standard_normal((n, 6)).astype(np.float32),
+                 np.array([f"p{i}" for i in range(n)]), labels=y, label_names=names, source="test")
+    train([tmp_path / "d"], tmp_path / "run", TrainConfig(max_epochs=3, hidden=16), tracking_uri="none")
+    r = evaluate(tmp_path / "run", [tmp_path / "d"], tmp_path / "eval", tracking_uri="none")
+    card = (tmp_path / "eval" / "model_card.md").read_text()
+    assert r["models"]["candidate"]["unsupported_labels"] == ["absent"]
+    assert "## Topics without test rows (1)\n\nabsent" in card and "Macro averages cover the 2 of 3 topics" in card
+    noisy = next(w for w in r["models"]["candidate"]["per_class"] if w["label"] == "noisy")
+    assert noisy["f1"] < 0.2 and f"| noisy | {noisy['f1']:.3f} |" in card and "| common |" not in card
+
+    # the gate: a candidate below the LogReg baseline is refused, force_promote overrides it
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m["models"]["baseline"]["macro_f1"] = m["models"]["candidate"]["macro_f1"] + 0.05
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps(m))
+    b = gate.gate(tmp_path / "eval" / "metrics.json")
+    assert not b["blessed"] and any("< LogReg baseline" in x for x in b["reasons"])
+    card = (tmp_path / "eval" / "model_card.md").read_text()
+    assert "## Gate: not blessed" in card and "< LogReg baseline" in card
+    b = gate.gate(tmp_path / "eval" / "metrics.json", force=True)
+    assert b["blessed"] and not b["passed"]
+    card = (tmp_path / "eval" / "model_card.md").read_text()
+    assert card.count("## Gate:") == 1 and "## Gate: blessed, forced by force_promote" in card
+    p = subprocess.run([sys.executable, "-m", "tasks", "gate", "--metrics", tmp_path / "eval" / "metrics.json"],
+                       capture_output=True, text=True)
+    assert p.returncode == 5 and "LogReg baseline" in p.stderr

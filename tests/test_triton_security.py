@@ -33,7 +33,7 @@ def served(tmp_path_factory):
     trained_run(root, rows=3000, seed=4)
     trepo.publish(root / "run", root / "repo", execution_env=sys.prefix)
     with TritonServer(root / "repo", root / "triton") as server:
-        reload(root / "repo", MODEL, server.grpc_url, root / "run" / "model.onnx", root / "run" / "thresholds.json")
+        reload(root / "repo", MODEL, url=server.grpc_url, run_dir=root / "run")
         yield root, server
 
 
@@ -109,5 +109,5 @@ def test_reload_with_a_wrong_secret_fails_at_once_and_rejects_nothing(served):
                        capture_output=True, text=True, env={**os.environ, ADMIN_SECRET_ENV: "wrong"}, timeout=60)
     assert p.returncode == 1 and "wrong admin secret" in p.stdout and "Traceback" not in p.stderr
     assert trepo.versions(root / "repo" / MODEL) == [1, 2] and not trepo.rejected_dir(root / "repo", MODEL).exists()
-    r = reload(root / "repo", MODEL, server.grpc_url, root / "run" / "model.onnx", root / "run" / "thresholds.json")
+    r = reload(root / "repo", MODEL, url=server.grpc_url, run_dir=root / "run")
     assert r["version"] == 2 and r["canary"]["ok"]

@@ -30,7 +30,7 @@ def runs(tmp_path_factory):
     synth.write_labeled(root / "d", "d", rows=6000, seed=4)
     for name, seed in (("run1", 1), ("run2", 2)):
         train([root / "d"], root / name, TrainConfig(max_epochs=2, seed=seed), tracking_uri="none")
-        export_onnx(root / name, [root / "d"], root / name / "model.onnx", tracking_uri="none")
+        export_onnx(root / name, tracking_uri="none")
     return root
 
 
@@ -51,16 +51,18 @@ def ort_logits(run, img, txt):
 
 def publish_and_reload(root, run, server, **kw):
     v = trepo.publish(root / run, server.model_repo, execution_env=sys.prefix)["version"]
-    r = reload(server.model_repo, MODEL, server.grpc_url, root / run / "model.onnx", root / run / "thresholds.json",
-               **kw)
+    r = reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / run, **kw)
     assert r["version"] == v
     return r
 
 
 def test_publish_v1_and_serve_it(runs, server):
     root = runs
-    r = publish_and_reload(root, "run1", server, canary_data=[root / "d"])
-    assert r["previous"] == [] and r["canary"]["ok"] and r["canary"]["rows"] == 256
+    r = publish_and_reload(root, "run1", server)
+    assert r["previous"] == [] and r["canary"]["ok"] and r["canary"]["rows"] == 1000
+    # the canary checked the very rows ONNX parity checked (the run's check_rows.npz)
+    parity = json.loads((root / "run1" / "onnx_parity.json").read_text())
+    assert r["canary"]["rows_sha256"] == parity["rows_sha256"] and parity["rows"] == 1000
     assert {"model.onnx", "model.py", "thresholds.json"} <= {p.name for p in (server.model_repo / MODEL / "1").iterdir()}
     img, txt = rows(root)
     with TritonClient(server.grpc_url) as c:
@@ -80,7 +82,7 @@ def test_merged_and_oversized_requests_each_get_their_own_rows(runs, server):
     root = runs
     trepo.publish(root / "run1", server.model_repo, execution_env=sys.prefix,
                   max_batch_size=100)
-    reload(server.model_repo, MODEL, server.grpc_url, root / "run1" / "model.onnx", root / "run1" / "thresholds.json")
+    reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / "run1")
     img, txt = rows(root, 250)
     want = ort_logits(root / "run1", img, txt)
     thr = np.asarray(json.loads((root / "run1" / "thresholds.json").read_text())["thresholds"])
@@ -153,8 +155,7 @@ def test_broken_v3_is_rejected_and_v2_keeps_serving(runs, server, tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"this is not an onnx graph")
     trepo.publish(root / "run2", server.model_repo, model_file=tmp_path / "broken.onnx", execution_env=sys.prefix)
     with pytest.raises(ReloadFailed, match="(?s)version 3: load failed.*version 2 serves"):
-        reload(server.model_repo, MODEL, server.grpc_url, root / "run2" / "model.onnx",
-               root / "run2" / "thresholds.json")
+        reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / "run2")
     img, txt = rows(root)
     with TritonClient(server.grpc_url) as c:
         assert c.ready_versions() == [2]
@@ -174,8 +175,7 @@ def test_canary_mismatch_rolls_back_to_the_previous_version(runs, server):
     # the canary (Triton vs ONNX Runtime on run2's model.onnx) must catch it and roll back
     trepo.publish(root / "run2", server.model_repo, model_file=root / "run1" / "model.onnx", execution_env=sys.prefix)
     with pytest.raises(ReloadFailed, match="(?s)canary mismatch.*version 1 serves"):
-        reload(server.model_repo, MODEL, server.grpc_url, root / "run2" / "model.onnx",
-               root / "run2" / "thresholds.json")
+        reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / "run2")
     with TritonClient(server.grpc_url) as c:
         assert c.ready_versions() == [1]
         assert c.infer(*rows(root, 8)).version == "1"
@@ -207,7 +207,7 @@ def test_rollback_puts_back_the_config_of_the_version_it_serves(runs, server):
     root = runs
     publish_and_reload(root, "run1", server)
     trepo.publish(root / "run2", server.model_repo, execution_env=sys.prefix, max_batch_size=100)
-    reload(server.model_repo, MODEL, server.grpc_url, root / "run2" / "model.onnx", root / "run2" / "thresholds.json")
+    reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / "run2")
     with TritonClient(server.grpc_url) as c:
         assert int(c.config()["max_batch_size"]) == 100
     rollback(server.model_repo, MODEL, server.grpc_url)
@@ -307,7 +307,7 @@ def test_triton_down_during_reload_then_back_serves_the_old_model(runs, tmp_path
 
     trepo.publish(root / "run1", repo, execution_env=sys.prefix)
     server = start()
-    reload(repo, MODEL, url, root / "run1" / "model.onnx", root / "run1" / "thresholds.json")
+    reload(repo, MODEL, url=url, run_dir=root / "run1")
     server.send_signal(sig.SIGTERM)
     server.wait(timeout=60)
     trepo.publish(root / "run2", repo, execution_env=sys.prefix)

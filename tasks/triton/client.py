@@ -6,12 +6,12 @@ errors are retried with backoff so a Triton restart in the middle of a task is n
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from tasks import env
 from tasks.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ RESTRICTED = ("model-repository", "shared-memory", "trace", "logging")
 
 
 def admin_secret() -> str | None:
-    return os.environ.get(ADMIN_SECRET_ENV) or None
+    return env.get(ADMIN_SECRET_ENV)
 
 
 def restricted_args(secret: str) -> list[str]:
@@ -53,7 +53,7 @@ class Prediction:
 
 
 class TritonClient:
-    def __init__(self, url: str, model: str = "social_tone", retries: int = 5, backoff: float = 1.0,
+    def __init__(self, url: str, model: str = env.MODEL_NAME, retries: int = 5, backoff: float = 1.0,
                  timeout: float | None = 120, secret: str | None = None):
         import tritonclient.grpc as grpcclient
         self._g = grpcclient

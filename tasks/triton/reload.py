@@ -5,8 +5,9 @@ reload():
      newest version dir, swaps it in once ready and only then unloads the old one: the old
      version serves throughout. A failed load leaves the old version serving.
   2. wait until the new version reports READY;
-  3. canary: the same rows through Triton (pinned to the new version) and through ONNX
-     Runtime on the run's own model.onnx (what the export gate checked); logits within the
+  3. canary: the run's check rows (check_rows.npz, the rows ONNX and TensorRT parity used)
+     through Triton (pinned to the new version) and through ONNX Runtime on the run's own
+     model.onnx (what the export gate checked); logits within the
      version's tolerance (its serving.json: per backend and precision, the plan's own parity
      tolerance for TensorRT), labels identical outside the tolerance band;
   4. on any failure: the version dir is moved to <repo>/.rejected/<model>/<N>/ with the reason,
@@ -17,7 +18,6 @@ rollback() is the same step 4 for an operator: retire the serving version, serve
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -26,6 +26,7 @@ import numpy as np
 
 from tasks.errors import CheckFailed
 from tasks.parity import compare_logits
+from tasks.rundir import RunDir
 from tasks.triton import repo as trepo
 from tasks.triton.client import TritonClient
 
@@ -34,22 +35,6 @@ log = logging.getLogger(__name__)
 
 class ReloadFailed(CheckFailed):
     """The new version did not load or failed its canary; the previous one serves."""
-
-
-def canary_rows(img_dim: int, txt_dim: int, n: int = 256, data: list[Path] | None = None,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Real rows from drops when given (the test split first), else seeded Gaussian rows."""
-    if data:
-        from tasks import dataset as ds
-        from tasks.split import TEST
-        d = ds.load(data)
-        img, txt, _ = d.part(TEST)
-        if len(img) < n:
-            img, txt = d.x[:, :d.img_dim], d.x[:, d.img_dim:]
-        return np.ascontiguousarray(img[:n]), np.ascontiguousarray(txt[:n])
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, img_dim), dtype=np.float32),
-            rng.standard_normal((n, txt_dim), dtype=np.float32))
 
 
 def _reference(onnx_path: Path, img: np.ndarray, txt: np.ndarray) -> np.ndarray:
@@ -94,10 +79,12 @@ def _restore_previous(client: TritonClient, repo: Path, model: str, version: int
     return prev
 
 
-def reload(repo: Path, model: str, url: str, reference_onnx: Path, thresholds_json: Path,
-           canary_data: list[Path] | None = None, n_canary: int = 256, atol: float | None = None,
-           timeout: float = 120, retries: int = 5, expect_version: int | None = None) -> dict:
-    repo = Path(repo)
+def reload(repo: Path, model: str, *, url: str, run_dir: Path, n_canary: int | None = None,
+           atol: float | None = None, timeout: float = 120, retries: int = 5,
+           expect_version: int | None = None) -> dict:
+    """Load the newest published version of `model`; canary it against `run_dir`'s ONNX graph
+    on the first n_canary of the run's check rows (all of them by default)."""
+    repo, run = Path(repo), RunDir(run_dir)
     published = trepo.versions(repo / model)
     if not published:
         raise FileNotFoundError(f"{repo / model}: no published version to load")
@@ -106,7 +93,7 @@ def reload(repo: Path, model: str, url: str, reference_onnx: Path, thresholds_js
         # a retried task after a rollback: never canary someone else's version against our run
         raise ReloadFailed(f"{model}: expected to load version {expect_version} but the newest published "
                            f"version is {new} (rejected or superseded); nothing changed")
-    thresholds = np.asarray(json.loads(Path(thresholds_json).read_text())["thresholds"], dtype=np.float32)
+    thresholds = np.asarray(run.thresholds()["thresholds"], dtype=np.float32)
     if atol is None:
         atol = canary_tolerance(repo, model, new)
     client = TritonClient(url, model, retries=retries, timeout=timeout)
@@ -127,14 +114,13 @@ def reload(repo: Path, model: str, url: str, reference_onnx: Path, thresholds_js
     if not wait_ready(client, new, timeout):
         raise fail(f"not ready after {timeout}s")
     load_s = time.monotonic() - t0
-    cfg = client.config()
-    dims = {i["name"]: int(i["dims"][0]) for i in cfg["input"]}
-    img, txt = canary_rows(dims["img_emb"], dims["txt_emb"], n_canary, canary_data)
+    img, txt, digest, source = run.check_rows(n_canary)
     try:
         served = client.infer(img, txt, version=new)
     except InferenceServerException as e:
         raise fail(f"canary request failed: {e.message()}") from e
-    report = compare_logits(served.logits, _reference(reference_onnx, img, txt), thresholds, atol)
+    report = {**compare_logits(served.logits, _reference(run.onnx, img, txt), thresholds, atol),
+              "rows_from": source, "rows_sha256": digest}
     log.info("canary on %d rows: max |diff| %.2e, %d rows with different labels",
              report["rows"], report["max_abs_diff"], report["label_mismatch_rows"])
     if not report["ok"]:

@@ -18,6 +18,7 @@ from typing import Iterator
 
 from tasks.fsutil import atomic_dir, atomic_write_text
 from tasks import rundir
+from tasks.env import MODEL_NAME
 from tasks.rundir import ONNX, PLAN, TENSORRT_REPORT, RunDir
 
 BACKENDS = ("python", "onnxruntime", "tensorrt_plan")
@@ -210,7 +211,7 @@ def thresholds(repo: Path, model: str, version: int | str) -> dict:
     raise FileNotFoundError(f"{Path(repo) / model / str(version)}: no thresholds.json for version {version}")
 
 
-def publish(run_dir: Path, repo: Path, model: str = "social_tone", backend: str = "python", *,
+def publish(run_dir: Path, repo: Path, model: str = MODEL_NAME, backend: str = "python", *,
             model_file: Path | None = None, keep: int = 3, max_batch_size: int = MAX_BATCH,
             execution_env: str | None = None, instances: int = 2, gpu: bool = False) -> dict:
     """Copy a run's ONNX graph (or TensorRT plan) and thresholds into the next version dir.
@@ -227,7 +228,7 @@ def publish(run_dir: Path, repo: Path, model: str = "social_tone", backend: str 
     run_dir = Path(run_dir)
     chosen, backend, fallback = choose_model_file(run_dir, backend)
     model_file = Path(model_file) if model_file is not None else chosen
-    cfg = json.loads((run_dir / rundir.CONFIG).read_text())
+    cfg = RunDir(run_dir).model_config()
     thr = RunDir(run_dir).thresholds()
     config = render_config(model, backend, cfg["img_dim"], cfg["txt_dim"], cfg["n_labels"], max_batch_size,
                            execution_env, instances, gpu)
@@ -244,4 +245,5 @@ def publish(run_dir: Path, repo: Path, model: str = "social_tone", backend: str 
         atomic_write_text(model_dir / "labels.txt", "\n".join(thr["label_names"]) + "\n")
         atomic_write_text(model_dir / CONFIG, config)
         prune(repo, model, keep)
+    RunDir(run_dir).add_lineage(triton={"model": model, "version": version, "backend": backend, "repo": str(repo)})
     return {"version": version, "backend": backend, **({"fallback": fallback} if fallback else {})}

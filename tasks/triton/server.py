@@ -20,6 +20,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from tasks import env
+
 
 def _pytriton_dir() -> Path:
     import pytriton  # noqa: F401  (import only to find the wheel's files)
@@ -78,13 +80,13 @@ class TritonServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.model_repo.mkdir(parents=True, exist_ok=True)
         backends = backend_dir(self.workdir / "backends")
-        env = dict(os.environ)
+        proc_env = dict(os.environ)
         # the stub links libpython and the CUDA runtime the wheel ships (unused on CPU)
         libs = [sysconfig.get_config_var("LIBDIR"), str(src.parent.parent / "nvidia_pytriton.libs")]
-        env["LD_LIBRARY_PATH"] = ":".join(libs + [env.get("LD_LIBRARY_PATH", "")])
+        proc_env["LD_LIBRARY_PATH"] = ":".join(libs + [proc_env.get("LD_LIBRARY_PATH", "")])
         # the Python stub would write __pycache__ into version dirs, as this process's user:
         # then the task that publishes and prunes versions could not remove them
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        proc_env["PYTHONDONTWRITEBYTECODE"] = "1"
         cmd = [str(src / "bin" / "tritonserver"), f"--model-repository={self.model_repo}",
                f"--backend-directory={backends}", "--model-control-mode=explicit",
                f"--http-address={self.address}", f"--grpc-address={self.address}",
@@ -92,9 +94,9 @@ class TritonServer:
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                f"--metrics-port={self.metrics_port}", "--log-verbose=0", "--exit-timeout-secs=10",
                *restricted_args(self.admin_secret)]
-        cmd += os.environ.get("SOCIAL_TONE_TRITON_EXTRA_ARGS", "").split()  # e.g. --backend-config=...
+        cmd += env.get("SOCIAL_TONE_TRITON_EXTRA_ARGS").split()  # e.g. --backend-config=...
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=proc_env,
                                      start_new_session=True, preexec_fn=die_with_parent)
         import tritonclient.grpc as grpcclient
         client = grpcclient.InferenceServerClient(self.grpc_url)

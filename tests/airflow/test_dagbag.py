@@ -48,6 +48,34 @@ def test_no_import_errors_and_the_expected_graph():
     assert "SOCIAL_TONE_TRITON_ADMIN_SECRET" not in str(docker["reload"].environment)  # not rendered in the UI
     assert list(docker["reload"]._private_environment) == ["SOCIAL_TONE_TRITON_ADMIN_SECRET"]
     assert not any(d._private_environment for i, d in docker.items() if i != "reload")
+    # the steps take the claimed run's paths as XComArgs (no templated xcom_pull strings)
+    from airflow.sdk.definitions.xcom_arg import XComArg
+    paths = {i: [(a.operator.task_id, a.key) for a in d.command if isinstance(a, XComArg)] for i, d in docker.items()}
+    assert paths["train"] == [("claim", "run"), ("claim", "key")] and "claim" in t["train"].upstream_task_ids
+    assert paths["promote"] == [("claim", "run"), ("claim", "published"), ("claim", "metrics")]
+    # publish (trigger rule none_failed_min_one_success) takes export's output, so a claim that
+    # went to quarantine never triggers it
+    assert paths["publish"] == [("export_onnx", "run")] and "claim" not in t["publish"].upstream_task_ids
+    assert not any("xcom_pull" in str(d.command) for d in docker.values())
+    # the trigger form's recipe params carry the defaults tasks/recipe.py declares
+    from tasks.recipe import KNOBS
+    assert {k.name: dag.params[k.name] for k in KNOBS if k.form} == {k.name: k.default for k in KNOBS if k.form}
+
+
+def test_every_variable_the_tasks_read_is_forwarded():
+    """tasks/env.py declares what the task code reads; the factory forwards every `step`
+    variable to each container and every `secret` one privately (never rendered in the UI)."""
+    import dataclasses
+    from include import docker_task, settings
+    from tasks import env
+    s = dataclasses.replace(settings.load(), triton_execution_env="/opt/env", triton_admin_secret="a",
+                            alert_webhook="http://127.0.0.1:9/hook", alert_command="true", mlflow_username="u",
+                            mlflow_password="p")
+    op = docker_task.task(s, "t", ["x"], triton_admin=True, alerts=True)
+    declared = {src: {n for n, v in env.VARS.items() if v.source == src} for src in ("step", "secret")}
+    assert declared["step"] <= set(op.environment), declared["step"] - set(op.environment)
+    assert set(op._private_environment) == declared["secret"]
+    assert not declared["secret"] & set(op.environment)
 
 
 def test_daily_scoring_graph():
@@ -78,11 +106,15 @@ def test_parse_is_fast_and_light():
         " for s in bag.dagbag_stats]\n"
         "cold = parse(); warm = min(max(parse()) for _ in range(3))\n"
         "heavy = [m for m in ('torch', 'lightning', 'onnx', 'onnxruntime', 'mlflow', 'sklearn') if m in sys.modules]\n"
-        "print('RESULT', json.dumps({'heavy': heavy, 'files': len(cold), 'cold': max(cold), 'warm': warm}))\n")
+        "tasks = sorted(m for m in sys.modules if m.split('.')[0] == 'tasks')\n"
+        "print('RESULT', json.dumps({'heavy': heavy, 'files': len(cold), 'cold': max(cold), 'warm': warm, 'tasks': tasks}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     r = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
     print(r)
     assert r["heavy"] == [] and r["files"] == 3
+    # the DAG side uses only the stdlib modules of tasks/ that docker/Dockerfile.airflow copies
+    copied = {"tasks", "tasks.rundir", "tasks.fsutil", "tasks.recipe", "tasks.env", "tasks.gate"}
+    assert set(r["tasks"]) <= copied and (REPO / "docker" / "Dockerfile.airflow").read_text().count("tasks/") >= 6
     assert r["warm"] < 0.2, f"slowest DAG file parsed in {r['warm']:.3f} s"
     assert r["cold"] < 1.0
 
@@ -97,7 +129,7 @@ def test_tensorrt_step_gets_the_gpu_image_and_device_when_a_gpu_is_configured():
         f"t = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['warcov_retrain'].task_dict\n"
         "from airflow.providers.docker.operators.docker import DockerOperator\nops = {i: o for i, o in t.items() if isinstance(o, DockerOperator)}\n"
         "print('RESULT', json.dumps({i: [o.image, [r['Capabilities'] for r in o.device_requests or []],\n"
-        "                               o.command] for i, o in ops.items()}))\n")
+        "                               o.command] for i, o in ops.items()}, default=repr))\n")
 
     def parse(**env):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -106,7 +138,7 @@ def test_tensorrt_step_gets_the_gpu_image_and_device_when_a_gpu_is_configured():
 
     gpu = parse(SOCIAL_TONE_GPU="true", SOCIAL_TONE_TENSORRT_IMAGE="social-tone/tensorrt:24.10")
     assert gpu["convert_tensorrt"][:2] == ["social-tone/tensorrt:24.10", [[["gpu"]]]]
-    assert "--fp16" in gpu["convert_tensorrt"][2] and "--data" in gpu["convert_tensorrt"][2]
+    assert "--fp16" in gpu["convert_tensorrt"][2] and "--run" in gpu["convert_tensorrt"][2]
     assert {i for i, (image, devices, _) in gpu.items() if devices} == {"convert_tensorrt"}
     assert {image for i, (image, _, _) in gpu.items() if i != "convert_tensorrt"} == {"social-tone/task:latest"}
     assert gpu["publish"][2][gpu["publish"][2].index("--gpu") + 1] == "True"
