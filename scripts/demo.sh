@@ -53,6 +53,11 @@ start() {  # name, command...: its own session (process group) so `make down` st
   echo $! > "$DEMO/run/$name.pid"
   echo "  $name started (pid $!, log $DEMO/logs/$name.log)"
 }
+# a failure names its line and shows the end of the service logs (CI keeps only this output)
+trap 'rc=$?; echo "demo.sh: line $LINENO failed (exit $rc); the last service log lines:" >&2
+      for f in "$DEMO"/logs/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done' ERR
+# Airflow's API on SQLite can answer 5xx while the scheduler holds the database: calls retry
+CURL=(curl -sSf --retry 5 --retry-all-errors --retry-delay 2)
 wait_for() {  # what, seconds, test command...
   local what=$1 secs=$2; shift 2
   for _ in $(seq "$secs"); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 1; done
@@ -89,13 +94,13 @@ PASSWORD=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'
 # the password and the token go through stdin and a 0600 header file, never a command line (ps)
 AUTH=$DEMO/run/auth-header
 (umask 077; "$PY" -c 'import json,sys; print(json.dumps({"username": "admin", "password": sys.stdin.read().strip()}))' \
-   <<<"$PASSWORD" | curl -sf -X POST "http://127.0.0.1:$AIRFLOW_PORT/auth/token" -H 'Content-Type: application/json' \
+   <<<"$PASSWORD" | "${CURL[@]}" -X POST "http://127.0.0.1:$AIRFLOW_PORT/auth/token" -H 'Content-Type: application/json' \
    --data-binary @- | "$PY" -c 'import json,sys; print("Authorization: Bearer " + json.load(sys.stdin)["access_token"])' \
    > "$AUTH")
-api() { curl -sf -H "@$AUTH" "http://127.0.0.1:$AIRFLOW_PORT/api/v2/$1"; }
+api() { "${CURL[@]}" -H "@$AUTH" "http://127.0.0.1:$AIRFLOW_PORT/api/v2/$1"; }
 for dag in warcov_retrain warcov_daily_scoring warcov_retrain_now; do
-  wait_for "the DAG $dag to be parsed" 180 bash -c "$(declare -f api); AUTH=$AUTH AIRFLOW_PORT=$AIRFLOW_PORT; api dags/$dag"
-  curl -sf -X PATCH -H "@$AUTH" -H 'Content-Type: application/json' -d '{"is_paused": false}' \
+  wait_for "the DAG $dag to be parsed" 180 curl -sf -H "@$AUTH" "http://127.0.0.1:$AIRFLOW_PORT/api/v2/dags/$dag"
+  "${CURL[@]}" -X PATCH -H "@$AUTH" -H 'Content-Type: application/json' -d '{"is_paused": false}' \
     "http://127.0.0.1:$AIRFLOW_PORT/api/v2/dags/$dag" > /dev/null
 done
 
