@@ -1,41 +1,80 @@
 #!/usr/bin/env bash
-# Build the task image offline, reusing what exists.
-#   docker/build-images.sh            -> social-tone/task:<content hash> and :latest
+# Build the images offline, reusing what exists: each is tagged by the hash of what goes into
+# it (and :latest), so a fresh clone with the same content reuses it.
+#   docker/build-images.sh          -> social-tone/task (the demo and the tests)
+#   docker/build-images.sh --team   -> + airflow, triton-cpu, postgres, redis, docker-proxy
+#                                      (docker-compose.yaml)
 # Env: BASE_IMAGE (default: the local debootstrap base, made when missing),
 #      TASK_IMAGE (default social-tone/task), PIP_EXTRA_CA (a CA bundle for a TLS-intercepting
 #      proxy, used by the host-side `pip wheel`; containers never reach the network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TEAM=false; [ "${1:-}" = --team ] && TEAM=true
 TASK_IMAGE=${TASK_IMAGE:-social-tone/task}
 if [ -z "${BASE_IMAGE:-}" ]; then
   BASE_IMAGE=social-tone/base:bookworm
   docker/make-base-image.sh "$BASE_IMAGE"
 fi
-# what goes into the image decides its tag: a fresh clone with the same content reuses it
-HASH=$( (echo "$BASE_IMAGE"; cat requirements.txt docker/Dockerfile.task pyproject.toml;
-         find tasks -name '*.py' -print0 | sort -z | xargs -0 cat) | sha256sum | cut -c1-12)
-if docker image inspect "$TASK_IMAGE:$HASH" >/dev/null 2>&1; then
-  docker tag "$TASK_IMAGE:$HASH" "$TASK_IMAGE:latest"
-  echo "$TASK_IMAGE:$HASH exists"; exit 0
-fi
-# Host-side wheelhouse, cached by the image's requirements (test-only tools left out, so adding
-# one reuses the wheelhouse and Docker's layer cache): pip inside `docker build` would meet the
-# proxy; `pip wheel` also turns sdist-only dependencies into wheels the image can install.
+CACHE=$HOME/.cache/social-tone
+
+# Host-side wheelhouse for a requirements file, cached by its content: pip inside `docker
+# build` would meet the proxy; `pip wheel` also turns sdist-only dependencies into wheels.
+wheelhouse() {  # requirements file -> prints the cache folder
+  local req=$1 hash dir
+  hash=$(grep -v '^#' "$req" | sha256sum | cut -c1-12)
+  dir=${WHEELHOUSE:-$CACHE/wheelhouse-$hash}
+  if [ ! -f "$dir/.complete" ]; then
+    mkdir -p "$dir"
+    # (this machine's pip config names an unused extra index: one harmless warning per package)
+    python3 -m pip wheel -q ${PIP_EXTRA_CA:+--cert "$PIP_EXTRA_CA"} -w "$dir" -r "$req" \
+      2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
+}
+# image name, its hash, Dockerfile, requirements file or "" (-> /wheels), build args...
+build() {
+  local image=$1 hash=$2 dockerfile=$3 req=$4; shift 4
+  if docker image inspect "$image:$hash" >/dev/null 2>&1; then
+    docker tag "$image:$hash" "$image:latest"; echo "$image:$hash exists"; return
+  fi
+  find docker/wheelhouse -mindepth 1 -not -name .keep -delete 2>/dev/null || true; mkdir -p docker/wheelhouse
+  if [ -n "$req" ]; then
+    local wheels; wheels=$(wheelhouse "$req")
+    cp -al "$wheels"/*.whl docker/wheelhouse/ 2>/dev/null || cp "$wheels"/*.whl docker/wheelhouse/
+    cp "$req" "docker/wheelhouse/$(basename "$req" .tmp)"
+  fi
+  docker build -q -f "$dockerfile" "$@" -t "$image:$hash" -t "$image:latest" . >/dev/null
+  find docker/wheelhouse -mindepth 1 -not -name .keep -delete
+  echo "built $image:$hash"
+}
+trap 'rm -f docker/*.txt.tmp' EXIT
+
+# the task image: requirements.txt without the test tools and the Triton server
 grep -vE '^(pytest|hypothesis|selenium|ruff|nvidia-pytriton)' requirements.txt > docker/requirements-task.txt.tmp
-REQ_HASH=$(grep -v '^#' docker/requirements-task.txt.tmp | sha256sum | cut -c1-12)
-WHEELS=${WHEELHOUSE:-$HOME/.cache/social-tone/wheelhouse-$REQ_HASH}
-if [ ! -f "$WHEELS/.complete" ]; then
-  mkdir -p "$WHEELS"
-  # (this machine's pip config names an unused extra index: one harmless warning per package)
-  python3 -m pip wheel -q ${PIP_EXTRA_CA:+--cert "$PIP_EXTRA_CA"} -w "$WHEELS" -r docker/requirements-task.txt.tmp \
-    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-  touch "$WHEELS/.complete"
-fi
-find docker/wheelhouse -name "*.whl" -delete 2>/dev/null; mkdir -p docker/wheelhouse
-cp -al "$WHEELS"/*.whl docker/wheelhouse/ 2>/dev/null || cp "$WHEELS"/*.whl docker/wheelhouse/
-mv docker/requirements-task.txt.tmp docker/wheelhouse/requirements-task.txt
-docker build -q -f docker/Dockerfile.task --build-arg BASE_IMAGE="$BASE_IMAGE" \
-  --build-arg GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-  -t "$TASK_IMAGE:$HASH" -t "$TASK_IMAGE:latest" .
-find docker/wheelhouse -name "*.whl" -delete; rm -f docker/wheelhouse/requirements-task.txt
-echo "built $TASK_IMAGE:$HASH"
+build "$TASK_IMAGE" "$( (echo "$BASE_IMAGE"; cat requirements.txt docker/Dockerfile.task pyproject.toml;
+                         find tasks -name '*.py' -print0 | sort -z | xargs -0 cat) | sha256sum | cut -c1-12)" \
+  docker/Dockerfile.task docker/requirements-task.txt.tmp --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  --build-arg GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+$TEAM || exit 0
+
+# Airflow: requirements-airflow.txt without the test tools + Celery/Postgres
+{ grep -vE '^(pytest|selenium)' requirements-airflow.txt; cat docker/requirements-airflow-image.txt; } \
+  > docker/requirements-airflow.txt.tmp
+build social-tone/airflow "$( (echo "$BASE_IMAGE"; cat docker/requirements-airflow.txt.tmp docker/Dockerfile.airflow;
+                               find dags include plugins tasks -name '*.py' -print0 | sort -z | xargs -0 cat) \
+                             | sha256sum | cut -c1-12)" \
+  docker/Dockerfile.airflow docker/requirements-airflow.txt.tmp --build-arg BASE_IMAGE="$BASE_IMAGE"
+# CPU Triton: the server and the Python backend's ONNX Runtime, pinned in requirements.txt
+grep -E '^(numpy|onnxruntime|nvidia-pytriton|tritonclient)[=\[]' requirements.txt > docker/requirements-triton.txt.tmp
+build social-tone/triton-cpu "$( (echo "$BASE_IMAGE"; cat docker/requirements-triton.txt.tmp docker/Dockerfile.triton-cpu;
+                                  find tasks -name '*.py' -print0 | sort -z | xargs -0 cat) | sha256sum | cut -c1-12)" \
+  docker/Dockerfile.triton-cpu docker/requirements-triton.txt.tmp --build-arg BASE_IMAGE="$BASE_IMAGE"
+# Postgres, Redis and the socket proxy: Debian's packages in one debootstrap base
+SERVICES_PKGS=(postgresql-15 redis-server haproxy)
+SERVICES=social-tone/services:$( (cat docker/make-base-image.sh; echo "${SERVICES_PKGS[@]}") | sha256sum | cut -c1-12)
+docker/make-base-image.sh "$SERVICES" "${SERVICES_PKGS[@]}"
+for svc in postgres redis docker-proxy; do
+  build "social-tone/$svc" "$( (echo "$SERVICES"; cat "docker/Dockerfile.$svc" docker/services/*) | sha256sum | cut -c1-12)" \
+    "docker/Dockerfile.$svc" "" --build-arg SERVICES_BASE="$SERVICES"
+done

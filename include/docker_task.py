@@ -20,6 +20,7 @@ from tasks import env
 from tasks.rundir import RunDir
 
 EXIT_SKIPPED = 5  # tasks/cli.py: "does not apply" (no GPU, not blessed) -> Airflow skip
+TI_LABEL = "social-tone.task-instance"  # dag/task/run[/map index] of the container's task instance
 
 
 class TaskOperator(DockerOperator):
@@ -40,6 +41,10 @@ class TaskOperator(DockerOperator):
         self.lineage_extra = lineage_extra
 
     def execute(self, context):
+        ti = context["ti"]
+        key = "/".join([ti.dag_id, ti.task_id, ti.run_id] + ([str(ti.map_index)] if ti.map_index >= 0 else []))
+        self.labels = {**(self.labels or {}), TI_LABEL: key}
+        self.remove_stale_containers(key)
         for d in self.create_dirs:
             Path(d).mkdir(parents=True, exist_ok=True)
             hand_over(self.settings, Path(d))
@@ -49,6 +54,13 @@ class TaskOperator(DockerOperator):
             for asset in self.outlets:
                 context["outlet_events"][asset].extra = lineage
         return result
+
+    def remove_stale_containers(self, key: str) -> None:
+        """An earlier try whose worker died (killed, host lost) leaves its container running:
+        it would write the same run folder as this try. Stop and remove it first."""
+        for c in self.cli.containers(all=True, filters={"label": f"{TI_LABEL}={key}"}):
+            self.log.warning("removing container %s of an earlier try of %s", c["Id"][:12], key)
+            self.cli.remove_container(c["Id"], force=True)
 
     def _run_image_with_mounts(self, target_mounts, add_tmp_variable: bool):
         # provider 4.x takes no pids_limit: add it to the host config it builds (its client is cached)
@@ -87,6 +99,9 @@ def container_env(s: Settings) -> dict[str, str]:
             "DVC_NO_ANALYTICS": env.VARS["DVC_NO_ANALYTICS"].default}
     return {k: v for k, v in step.items() if v} | {
         "HOME": "/tmp", "GIT_PYTHON_REFRESH": "quiet",  # no git in the image; the commit comes from the image's env
+        # the container may run as a uid without a passwd entry (the data root's owner):
+        # getpass.getuser() (DVC's cache dir) takes this instead of failing
+        "USER": "social-tone",
         "PYTHONUNBUFFERED": "1"}
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Before the first `docker-compose up`: write .env (mode 0600) from .env.example with every
-# secret generated, and the files that carry secrets into the services, under
-# $SOCIAL_TONE_DATA_DIR/secrets/ (mode 0700). Safe to run again: existing values are kept, and
-# only placeholders ("change-me", empty secrets) are replaced. Prints where everything is.
+# secret generated, the files that carry secrets into the services under
+# $SOCIAL_TONE_SECRETS_DIR (mode 0700, outside the data dir that task containers mount), and the
+# data dir owned by the services' user (50000). Safe to run again: existing values are kept,
+# and only placeholders ("change-me", empty secrets) are replaced. Prints where everything is.
 #   scripts/compose-init.sh [ENV_FILE]      (default: .env)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,8 @@ for line in lines:
 token = lambda: secrets.token_urlsafe(32)  # noqa: E731
 generate = {
     "POSTGRES_PASSWORD": token,
+    "MLFLOW_DB_PASSWORD": token,
+    "REDIS_PASSWORD": token,
     "AIRFLOW__CORE__FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
     "AIRFLOW__API_AUTH__JWT_SECRET": token,
     "AIRFLOW__API__SECRET_KEY": token,
@@ -48,29 +51,38 @@ for key in generate.keys() - seen:
 env.write_text("\n".join(out) + "\n")
 
 data = Path(values.get("SOCIAL_TONE_DATA_DIR") or "/srv/social-tone/data")
-sec = data / "secrets"
+sec = Path(values.get("SOCIAL_TONE_SECRETS_DIR") or "/srv/social-tone/secrets")
+SERVICE_UID = 50000  # Airflow's, MLflow's, Triton's and the task containers' user in compose
+# the data dir: Airflow moves drops in it, tasks and MLflow write it (all as SERVICE_UID)
+for sub in ("inbox", "mlflow/artifacts", "triton", "scoring/incoming"):
+    (data / sub).mkdir(parents=True, exist_ok=True)
 sec.mkdir(parents=True, exist_ok=True)
 os.chmod(sec, 0o700)
 # Airflow's simple auth manager reads the admin's password from this file (never admin:admin)
 (sec / "airflow-passwords.json").write_text(json.dumps({"admin": values["AIRFLOW_ADMIN_PASSWORD"]}))
-# MLflow's basic-auth app: its admin is the account the tasks log with
+# MLflow's basic-auth app: its admin is the account the tasks log with; its users in Postgres
 user = values.get("MLFLOW_TRACKING_USERNAME") or "social-tone"
 (sec / "mlflow-auth.ini").write_text(
     "[mlflow]\ndefault_permission = READ\n"
-    f"database_uri = sqlite:///{data}/mlflow/basic_auth.db\n"
+    f"database_uri = postgresql+psycopg2://mlflow:{values['MLFLOW_DB_PASSWORD']}@postgres/mlflow_auth\n"
     f"admin_username = {user}\nadmin_password = {values['MLFLOW_TRACKING_PASSWORD']}\n"
     "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-# each file readable by the one service user that needs it: Airflow (50000), MLflow (10001)
-for name, uid in (("airflow-passwords.json", 50000), ("mlflow-auth.ini", 10001)):
-    f = sec / name
-    try:
-        os.chown(f, uid, 0)
+try:  # each secret file readable by the services' user only; the data dir theirs
+    for f in (sec / "airflow-passwords.json", sec / "mlflow-auth.ini"):
+        os.chown(f, SERVICE_UID, 0)
         os.chmod(f, 0o600)
-    except PermissionError:  # not root: group/other may read it, keep the folder private
+    made = {data} | {data / sub for sub in ("inbox", "mlflow", "mlflow/artifacts", "triton", "scoring",
+                                            "scoring/incoming")}
+    for d in made:
+        if d.stat().st_uid == 0:
+            os.chown(d, SERVICE_UID, 0)
+except PermissionError:  # not root: the files keep this user; services run as 50000 need them readable
+    for f in (sec / "airflow-passwords.json", sec / "mlflow-auth.ini"):
         os.chmod(f, 0o644)
-        print(f"note: could not chown {f} to uid {uid} (not root); it is mode 0644 inside the 0700 {sec}")
-os.chmod(sec, 0o711)  # traversable by the service users, not listable
-print(f"secrets generated in {env} (mode 0600) and {sec}/ (mode 0700)")
+    os.chmod(sec, 0o711)
+    print(f"note: not root, so {sec}/* are mode 0644 (folder 0711) and {data} is not owned by uid {SERVICE_UID};"
+          " run this as root on a server")
+print(f"secrets generated in {env} (mode 0600) and {sec}/ (mode 0700); data dir {data}")
 print(f"Airflow UI login: admin / the AIRFLOW_ADMIN_PASSWORD in {env}")
 print(f"MLflow login: {user} / the MLFLOW_TRACKING_PASSWORD in {env}")
 PY

@@ -1,4 +1,6 @@
-"""docker-compose.yaml: valid, loopback-only, socket behind a proxy, healthchecks, named volumes."""
+"""docker-compose.yaml as configured (`docker-compose config`): valid with and without the GPU
+override, loopback-only, socket behind a proxy, healthchecks, secrets, networks. The stack
+itself is started for real by `make team-test` (tests/team)."""
 import os
 import shutil
 import subprocess
@@ -16,8 +18,10 @@ def env_file(tmp_path_factory):
     """.env as scripts/compose-init.sh writes it from .env.example (secrets generated)."""
     root = tmp_path_factory.mktemp("compose")
     env = root / ".env"
-    env.write_text((REPO / ".env.example").read_text().replace("SOCIAL_TONE_DATA_DIR=/srv/social-tone/data",
-                                                                f"SOCIAL_TONE_DATA_DIR={root / 'data'}"))
+    env.write_text((REPO / ".env.example").read_text()
+                   .replace("SOCIAL_TONE_DATA_DIR=/srv/social-tone/data", f"SOCIAL_TONE_DATA_DIR={root / 'data'}")
+                   .replace("SOCIAL_TONE_SECRETS_DIR=/srv/social-tone/secrets",
+                            f"SOCIAL_TONE_SECRETS_DIR={root / 'secrets'}"))
     subprocess.run(["bash", str(REPO / "scripts" / "compose-init.sh"), str(env)], check=True, capture_output=True,
                    cwd=REPO)
     return env
@@ -44,20 +48,41 @@ def test_compose_refuses_to_start_without_generated_secrets():
     assert p.returncode != 0 and "run scripts/compose-init.sh" in p.stderr
 
 
-def test_compose_validates_with_and_without_the_cpu_override(env_file):
-    base = config(env_file, "docker-compose.yaml")
-    cpu = config(env_file, "docker-compose.yaml", "docker-compose.cpu.yaml")
-    assert base["services"]["triton"]["image"].startswith("nvcr.io/nvidia/tritonserver:24.10")
-    assert cpu["services"]["triton"]["image"] == "social-tone/triton-cpu:latest"
-    # GPU default: the model is loaded at start, after triton-prepare retired unverified versions
-    triton = base["services"]["triton"]
+def test_compose_validates_with_and_without_the_gpu_override(env_file):
+    cpu = config(env_file, "docker-compose.yaml")
+    gpu = config(env_file, "docker-compose.yaml", "docker-compose.gpu.yaml")
+    # every image of the default stack is built here (docker/build-images.sh --team): no pull
+    assert {svc["image"] for svc in cpu["services"].values()} == {
+        "social-tone/airflow:latest", "social-tone/postgres:latest", "social-tone/redis:latest",
+        "social-tone/docker-proxy:latest", "social-tone/task:latest", "social-tone/triton-cpu:latest"}
+    assert gpu["services"]["triton"]["image"].startswith("nvcr.io/nvidia/tritonserver:24.10")
+    # GPU: the model is loaded at start, after triton-prepare retired unverified versions
+    triton = gpu["services"]["triton"]
     assert "--load-model=social_tone" in triton["command"] and "--exit-on-error=false" in triton["command"]
     assert triton["depends_on"]["triton-prepare"]["condition"] == "service_completed_successfully"
-    assert base["services"]["triton-prepare"]["command"][2:4] == ["tasks", "triton-prepare"]
-    env = base["services"]["airflow-scheduler"]["environment"]
-    assert env["SOCIAL_TONE_GPU"] == "true" and env["SOCIAL_TONE_TRITON_BACKEND"] in ("tensorrt_plan", "onnxruntime")
-    assert {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "postgres",
-            "mlflow", "triton", "docker-proxy"} <= set(base["services"])
+    assert gpu["services"]["triton-prepare"]["command"][2:4] == ["tasks", "triton-prepare"]
+    for name in ("airflow-scheduler", "airflow-worker", "airflow-dag-processor"):
+        assert gpu["services"][name]["environment"]["SOCIAL_TONE_GPU"] == "true"
+        assert gpu["services"][name]["environment"]["SOCIAL_TONE_TRITON_BACKEND"] == "tensorrt_plan"
+        assert cpu["services"][name]["environment"]["SOCIAL_TONE_GPU"] == "false"
+        assert cpu["services"][name]["environment"]["SOCIAL_TONE_TRITON_EXECUTION_ENV"] == "/opt/venv"
+    assert {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+            "postgres", "redis", "mlflow", "triton", "docker-proxy"} <= set(cpu["services"])
+
+
+def test_celery_on_redis_and_postgres_for_airflow_and_mlflow(env_file):
+    c = config(env_file, "docker-compose.yaml")
+    env = c["services"]["airflow-worker"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:") and "@redis:6379" in env["AIRFLOW__CELERY__BROKER_URL"]
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
+    assert c["services"]["airflow-worker"]["command"] == ["airflow", "celery", "worker"]
+    assert c["services"]["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://mlflow:")
+    # passwords travel in the environment, never on a command line (ps, docker inspect's Args)
+    for name, svc in c["services"].items():
+        assert "PASSWORD" not in " ".join(map(str, svc.get("command") or [])), name
+    for name in ("postgres", "redis", "airflow-worker", "airflow-scheduler", "mlflow", "triton", "docker-proxy"):
+        assert c["services"][name]["restart"] == "unless-stopped", name
 
 
 def test_loopback_only_proxy_socket_healthchecks_volumes(env_file):
@@ -69,13 +94,17 @@ def test_loopback_only_proxy_socket_healthchecks_volumes(env_file):
         mounts = [str(v.get("source") if isinstance(v, dict) else v) for v in svc.get("volumes", [])]
         if name != "docker-proxy":
             assert not any("docker.sock" in m for m in mounts), f"{name} must not mount the Docker socket"
-        if name not in ("airflow-init", "triton-prepare"):
+        if name not in ("airflow-init",):
             assert "healthcheck" in svc, f"{name} has no healthcheck"
         assert not svc.get("privileged"), name
     env = c["services"]["airflow-scheduler"]["environment"]
     assert env["SOCIAL_TONE_DOCKER_URL"] == "tcp://docker-proxy:2375"
     assert env["SOCIAL_TONE_DATA_ROOT"] == env["SOCIAL_TONE_HOST_DATA_ROOT"]
-    assert {"pgdata", "airflow-logs"} <= set(c["volumes"])
+    assert {"pgdata", "redis-data", "airflow-logs"} <= set(c["volumes"])
+    # one log volume for every Airflow container: the UI reads any worker's task logs
+    for name in ("airflow-apiserver", "airflow-worker", "airflow-scheduler"):
+        assert any(str(v.get("source") if isinstance(v, dict) else v).startswith("airflow-logs")
+                   or (isinstance(v, dict) and v.get("source") == "airflow-logs") for v in c["services"][name]["volumes"])
 
 
 def test_tasks_cannot_reach_the_socket_proxy_and_nothing_has_a_default_password(env_file):
@@ -84,12 +113,12 @@ def test_tasks_cannot_reach_the_socket_proxy_and_nothing_has_a_default_password(
     assert nets["docker-proxy"] == {"control"} and c["networks"]["control"]["internal"] is True
     assert {n for n, ns in nets.items() if "control" in ns} == {
         "docker-proxy", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-        "airflow-triggerer"}
+        "airflow-triggerer", "airflow-worker"}
     env = c["services"]["airflow-scheduler"]["environment"]
     task_net = env["SOCIAL_TONE_NETWORK_MODE"]
     assert c["networks"]["tasks"]["name"] == task_net  # task containers join `tasks`: MLflow and Triton only
     assert {n for n, ns in nets.items() if "tasks" in ns} == {"mlflow", "triton"}
-    assert nets["postgres"] == {"backend"} and c["networks"]["backend"]["internal"] is True
+    assert nets["postgres"] == nets["redis"] == {"backend"} and c["networks"]["backend"]["internal"] is True
     secrets = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
                    and not line.startswith("#"))
     for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
@@ -97,10 +126,16 @@ def test_tasks_cannot_reach_the_socket_proxy_and_nothing_has_a_default_password(
         assert env[key] == secrets[key].split()[0] and len(env[key]) >= 32, key
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].endswith("airflow-passwords.json")
     assert "basic-auth" in c["services"]["mlflow"]["command"]
-    triton = " ".join(c["services"]["triton"]["command"])
+    # the CPU Triton closes its model-repository API with the secret (`tasks serve`); the GPU one
+    # with flags
+    assert c["services"]["triton"]["environment"]["SOCIAL_TONE_TRITON_ADMIN_SECRET"] == \
+        env["SOCIAL_TONE_TRITON_ADMIN_SECRET"]
+    gpu = " ".join(config(env_file, "docker-compose.yaml", "docker-compose.gpu.yaml")["services"]["triton"]["command"])
     assert f"model-repository,shared-memory,trace,logging:social-tone-admin={env['SOCIAL_TONE_TRITON_ADMIN_SECRET']}" \
-        in triton and "--http-restricted-api" in triton
-    assert c["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] not in ("change-me", "")
+        in gpu and "--http-restricted-api" in gpu
+    for svc, key in (("postgres", "POSTGRES_PASSWORD"), ("postgres", "MLFLOW_DB_PASSWORD"), ("redis", "REDIS_PASSWORD")):
+        value = c["services"][svc]["environment"][key]
+        assert value == secrets[key].split()[0] and len(value) >= 32, key
 
 
 def test_env_example_documents_every_setting():

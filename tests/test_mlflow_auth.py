@@ -32,10 +32,12 @@ def get(url, auth=None):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The compose recipe on loopback: compose-init's ini, `mlflow server --app-name basic-auth`."""
+    """The compose recipe on loopback: compose-init's ini, `mlflow server --app-name basic-auth`
+    (with its user store on SQLite here; on Postgres in the started stack, tests/team)."""
     root = tmp_path_factory.mktemp("mlflow-auth")
     env_file, data = root / ".env", root / "data"
-    (root / "example").write_text(f"SOCIAL_TONE_DATA_DIR={data}\nPOSTGRES_PASSWORD=change-me\n"
+    (root / "example").write_text(f"SOCIAL_TONE_DATA_DIR={data}\nSOCIAL_TONE_SECRETS_DIR={root / 'secrets'}\n"
+                                  "POSTGRES_PASSWORD=change-me\n"
                                   "MLFLOW_TRACKING_USERNAME=social-tone\nMLFLOW_TRACKING_PASSWORD=\n")
     (data / "mlflow").mkdir(parents=True)
     env_file.write_text((root / "example").read_text())
@@ -43,11 +45,15 @@ def server(tmp_path_factory):
                        text=True, cwd=REPO)
     assert p.returncode == 0, p.stderr
     values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    ini = root / "mlflow-auth.ini"
+    ini.write_text("".join(line if not line.startswith("database_uri") else
+                           f"database_uri = sqlite:///{data}/mlflow/basic_auth.db\n"
+                           for line in (root / "secrets" / "mlflow-auth.ini").read_text().splitlines(True)))
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
                              "--port", str(port), "--workers", "1", "--backend-store-uri",
                              f"sqlite:///{data}/mlflow/mlflow.db", "--artifacts-destination", str(data / "mlflow" / "a")],
-                            env={**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(data / "secrets" / "mlflow-auth.ini"),
+                            env={**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini),
                                  "MLFLOW_FLASK_SERVER_SECRET_KEY": values["AIRFLOW__API__SECRET_KEY"]},
                             stdout=subprocess.DEVNULL, stderr=open(root / "mlflow.log", "w"), preexec_fn=die_with_parent)
     url = f"http://127.0.0.1:{port}"
@@ -64,11 +70,11 @@ def server(tmp_path_factory):
 def test_compose_init_generates_every_secret_once(server):
     url, values, env_file, data = server
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
-    for key in ("POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+    for key in ("POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "REDIS_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
                 "AIRFLOW__API__SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD", "SOCIAL_TONE_TRITON_ADMIN_SECRET",
                 "MLFLOW_TRACKING_PASSWORD"):
         assert len(values[key]) >= 32 and values[key] not in ("change-me", "admin"), key
-    assert json.loads((data / "secrets" / "airflow-passwords.json").read_text()) == {
+    assert json.loads((env_file.parent / "secrets" / "airflow-passwords.json").read_text()) == {
         "admin": values["AIRFLOW_ADMIN_PASSWORD"]}
     before = env_file.read_text()
     subprocess.run(["bash", str(REPO / "scripts" / "compose-init.sh"), str(env_file)], check=True, capture_output=True,
