@@ -62,7 +62,7 @@ clean:
 	rm -rf $${DEMO_DIR:-$(CURDIR)/.demo}
 	@echo "removed $${DEMO_DIR:-$(CURDIR)/.demo}"
 
-test: lint test-tasks test-airflow
+test: lint test-tasks test-airflow team-test
 
 lint: venv
 	$(PY) -m ruff check .

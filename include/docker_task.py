@@ -20,6 +20,7 @@ from tasks import env
 from tasks.rundir import RunDir
 
 EXIT_SKIPPED = 5  # tasks/cli.py: "does not apply" (no GPU, not blessed) -> Airflow skip
+RETRY_DELAY = dt.timedelta(seconds=30)
 TI_LABEL = "social-tone.task-instance"  # dag/task/run[/map index] of the container's task instance
 
 
@@ -155,6 +156,8 @@ def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path
         ulimits=[Ulimit(name="nofile", soft=4096, hard=4096)],
         auto_remove="force",  # removed whatever the outcome; the log is in Airflow
         execution_timeout=kwargs.pop("execution_timeout", dt.timedelta(minutes=s.task_timeout_minutes)),
+        # a retry (a lost worker, a busy Triton) starts after 30 s, not Airflow's 5 min
+        retry_delay=kwargs.pop("retry_delay", RETRY_DELAY),
         do_xcom_push=True,
         xcom_all=True,  # every line: last_json picks the result
         skip_on_exit_code=kwargs.pop("skip_on_exit_code", None),
