@@ -42,10 +42,11 @@ class TaskOperator(DockerOperator):
         self.lineage_extra = lineage_extra
 
     def execute(self, context):
-        ti = context["ti"]
-        key = "/".join([ti.dag_id, ti.task_id, ti.run_id] + ([str(ti.map_index)] if ti.map_index >= 0 else []))
-        self.labels = {**(self.labels or {}), TI_LABEL: key}
-        self.remove_stale_containers(key)
+        ti = context.get("ti")
+        if ti is not None:  # (none when called directly, outside a DAG run)
+            key = "/".join([ti.dag_id, ti.task_id, ti.run_id] + ([str(ti.map_index)] if ti.map_index >= 0 else []))
+            self.labels = {**(self.labels or {}), TI_LABEL: key}
+            self.remove_stale_containers(key)
         for d in self.create_dirs:
             Path(d).mkdir(parents=True, exist_ok=True)
             hand_over(self.settings, Path(d))
