@@ -30,6 +30,9 @@ up)
   docker/start-dockerd.sh
   docker/build-images.sh --team
   t1=$(date +%s)
+  # Debian's docker-compose 1.29 cannot recreate a container on Docker >= 25 (KeyError
+  # 'ContainerConfig', docker/compose#11742): a running stack is stopped first (volumes kept)
+  if [ -n "$(compose ps -q)" ]; then echo "stopping the running stack first (volumes kept)"; compose down --remove-orphans; fi
   compose up -d --scale airflow-worker="${TEAM_WORKERS:-2}"
   for i in $(seq 300); do
     h=$(health)
@@ -47,7 +50,7 @@ up)
   MLflow UI    http://127.0.0.1:$(setting SOCIAL_TONE_MLFLOW_PORT || true)   login: $(setting MLFLOW_TRACKING_USERNAME) / MLFLOW_TRACKING_PASSWORD in $ENV_FILE
   Triton       HTTP 127.0.0.1:$(setting SOCIAL_TONE_TRITON_HTTP_PORT), gRPC 127.0.0.1:$(setting SOCIAL_TONE_TRITON_GRPC_PORT)
   Drops        $(setting SOCIAL_TONE_DATA_DIR)/inbox/   (owned by uid 50000, see README "A team server")
-  More workers docker-compose --env-file $ENV_FILE -p $PROJECT up -d --scale airflow-worker=N
+  More workers TEAM_WORKERS=N make team-up
 EOM
   ;;
 down)
