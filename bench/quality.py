@@ -10,6 +10,7 @@ test rows):
   before    the defaults of an earlier commit (--before, default 493dc09: the recipe of
             c2ed8ba), trained with that commit's code from a git worktree
   baseline  the LogReg baseline evaluate fits on the same data (bounded sample)
+  family:X  the default recipe with another model family (tasks/model.py), one row each
 
 Sets: `debtags` (bench/devsets.py: Debian packages' descriptions and tags, real labels, text
 view only) and `synthetic` (the full-size WarCov-like drop, 70,252 rows).
@@ -51,9 +52,10 @@ def synthetic() -> Path:
     return d
 
 
-def run_set(name: str, data: Path, work: Path, before: Path | None) -> list[dict]:
+def run_set(name: str, data: Path, work: Path, before: Path | None, families: list[str]) -> list[dict]:
     rows = []
     recipes = {"default": (REPO, []), "seed": (REPO, ["--config", work / "seed.json"])}
+    recipes.update({f"family:{f}": (REPO, ["--family", f]) for f in families})
     if before is not None:
         recipes["before"] = (before, [])
     (work / "seed.json").write_text(json.dumps(SEED))
@@ -85,7 +87,12 @@ def main() -> int:
     ap.add_argument("--sets", nargs="+", default=["debtags", "synthetic"])
     ap.add_argument("--before", default="493dc09", help="git ref whose defaults are 'before' ('' to skip)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--families", nargs="*", default=None,
+                    help="model families to add as rows (default: every family but the default's)")
     args = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    from tasks.recipe import FAMILIES, TrainConfig
+    families = [f for f in FAMILIES if f != TrainConfig.family] if args.families is None else args.families
     sys.path.insert(0, str(REPO / "bench"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
@@ -102,7 +109,7 @@ def main() -> int:
                     data = devsets.build_debtags(devsets.CACHE / "devsets" / "debtags")
                 else:
                     data = synthetic()
-                rows += run_set(name, data, work, before)
+                rows += run_set(name, data, work, before, families)
         finally:
             if before is not None:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)],

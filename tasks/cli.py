@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, help="run dir to write (replaced atomically)")
     s.add_argument("--config", type=Path, default=None, help="JSON of hyper-parameters (flags override it)")
     for k in KNOBS:  # defaults live in tasks/recipe.py (None here: "not given", the config file may set it)
-        s.add_argument(k.flag, type=k.type, default=None, help=f"{k.help} (default {k.default})")
+        s.add_argument(k.flag, type=k.type, default=None, choices=k.choices, help=f"{k.help} (default {k.default})")
     s.add_argument("--loader", choices=("tensor", "dataloader"), default=None)
     s.add_argument("--fixed-threshold", action="store_true", help="no threshold tuning: 0.5 for every class")
     s.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI; 'none' = off)")

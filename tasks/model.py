@@ -1,4 +1,11 @@
-"""The classifier: early fusion MLP over image and text embeddings (the seed's model)."""
+"""The classifier: early fusion over image and text embeddings, in one of a few families.
+
+  mlp     concat -> Linear -> ReLU -> Dropout -> Linear (the seed's model)
+  resmlp  concat -> Linear -> `depth` pre-norm residual blocks (LayerNorm, GELU) -> LayerNorm -> Linear
+  linear  concat -> Linear (a logistic regression per label, trained like the others)
+
+Every family exports to the same ONNX signature (img_emb, txt_emb -> logits).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tasks.recipe import FAMILIES
 from tasks.rundir import WEIGHTS, RunDir
 
 
@@ -17,16 +25,42 @@ class ModelConfig:
     n_labels: int = 50
     hidden: int = 256
     dropout: float = 0.2
+    family: str = "mlp"   # FAMILIES; run dirs written before families existed are "mlp"
+    depth: int = 2        # resmlp: residual blocks
+
+
+
+
+class Residual(nn.Module):
+    """x + Dropout(Linear(GELU(Linear(LayerNorm(x))))): a pre-norm block, 2x wide inside."""
+
+    def __init__(self, width: int, dropout: float):
+        super().__init__()
+        self.f = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(), nn.Dropout(dropout),
+                               nn.Linear(2 * width, width), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.f(x)
 
 
 class FusionMLP(nn.Module):
-    """concat(img, txt) -> Linear -> ReLU -> Dropout -> Linear -> logits."""
+    """concat(img, txt) -> the family's layers -> logits."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.net = nn.Sequential(nn.Linear(cfg.img_dim + cfg.txt_dim, cfg.hidden), nn.ReLU(),
-                                 nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.n_labels))
+        d_in = cfg.img_dim + cfg.txt_dim
+        if cfg.family == "mlp":
+            self.net = nn.Sequential(nn.Linear(d_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+                                     nn.Linear(cfg.hidden, cfg.n_labels))
+        elif cfg.family == "resmlp":
+            self.net = nn.Sequential(nn.Linear(d_in, cfg.hidden), *[Residual(cfg.hidden, cfg.dropout)
+                                                                    for _ in range(cfg.depth)],
+                                     nn.LayerNorm(cfg.hidden), nn.Linear(cfg.hidden, cfg.n_labels))
+        elif cfg.family == "linear":
+            self.net = nn.Linear(d_in, cfg.n_labels)
+        else:
+            raise ValueError(f"unknown model family {cfg.family!r} (known: {', '.join(FAMILIES)})")
 
     def forward(self, img_emb: torch.Tensor, txt_emb: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([img_emb, txt_emb], dim=1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+FAMILIES = ("mlp", "resmlp", "linear")  # tasks/model.py builds each (kept here: stdlib only, for the form)
 BASELINE_ROWS = 50_000  # evaluate's LogReg baseline fits on a seeded sample of at most this many train rows
 
 
@@ -20,7 +21,9 @@ class TrainConfig:
     select_on: str = "f1"          # keep and stop on: "f1" (val macro-F1, tuned thresholds) or "loss" (the seed)
     batch_size: int = 512
     lr: float = 3e-3
+    family: str = "mlp"            # the model family (tasks/model.py FAMILIES)
     hidden: int = 256
+    depth: int = 2                 # residual blocks of the resmlp family
     dropout: float = 0.2
     pos_weight: float = 0.0        # 0: off; >0: per-class neg/pos ratio, capped at this value
     tune_thresholds: bool = True   # False: the seed's fixed 0.5
@@ -46,6 +49,8 @@ class TrainConfig:
         cfg = cls(**overrides)
         if cfg.loader not in ("tensor", "dataloader"):
             raise ValueError("loader must be 'tensor' or 'dataloader'")
+        if cfg.family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}")
         if cfg.select_on not in ("f1", "loss"):
             raise ValueError("select_on must be 'f1' or 'loss'")
         if cfg.precision not in ("auto", "32", "bf16-mixed"):
@@ -65,6 +70,7 @@ class Knob:
     form: bool = False             # also in the DAGs' trigger form
     minimum: float | None = None
     exclusive_minimum: float | None = None
+    choices: tuple[str, ...] | None = None  # a string knob: one of these
 
     @property
     def default(self):
@@ -80,6 +86,8 @@ class Knob:
 
     def json_schema(self) -> dict:
         """For airflow.sdk.Param(default, **schema)."""
+        if self.choices:
+            return {"type": "string", "enum": list(self.choices), "description": self.help}
         s = {"type": "integer" if self.type is int else "number", "description": self.help}
         if self.minimum is not None:
             s["minimum"] = self.minimum
@@ -94,7 +102,10 @@ KNOBS = (
     Knob("budget_steps", "budget_steps", "optimizer steps when epochs is 0", minimum=1),
     Knob("lr", "lr", "Adam learning rate", form=True, exclusive_minimum=0),
     Knob("batch_size", "batch_size", "rows per optimizer step", form=True, minimum=1),
+    Knob("family", "family", "model family: mlp (the seed's), resmlp (residual, LayerNorm), linear", form=True,
+         choices=FAMILIES),
     Knob("hidden", "hidden", "hidden units of the fusion MLP", form=True, minimum=1),
+    Knob("depth", "depth", "residual blocks (resmlp)", minimum=1),
     Knob("window_drops", "window_drops", "train on the latest N drops only (0: every drop)", form=True, minimum=0),
     Knob("dropout", "dropout", "dropout after the hidden layer", minimum=0),
     Knob("pos_weight", "pos_weight", "cap of per-class neg/pos loss weights (0: off)", minimum=0),

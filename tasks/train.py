@@ -219,7 +219,8 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
         pos = d.labels[d.index(TRAIN)].sum(0, dtype=np.int64)
         pos_weight = torch.from_numpy(np.clip((n_train - pos) / np.maximum(pos, 1), 1, cfg.pos_weight)
                                       .astype(np.float32))
-    model_cfg = mdl.ModelConfig(d.img_dim, d.txt_dim, len(d.label_names), cfg.hidden, cfg.dropout)
+    model_cfg = mdl.ModelConfig(d.img_dim, d.txt_dim, len(d.label_names), cfg.hidden, cfg.dropout, cfg.family,
+                                cfg.depth)
     precision = resolve_precision(cfg.precision)
     params = {**dataclasses.asdict(cfg), "precision_used": precision, "data_version": d.version, "drops": ",".join(d.drops),
               "git_commit": tracking.git_commit(), "rows_train": n_train, "rows_val": n_val}
