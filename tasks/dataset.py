@@ -115,9 +115,12 @@ def version_of(manifests: list[c.Manifest]) -> str:
 
 
 def load(paths: list[Path], seed: int = 42, last: int = 0) -> Dataset:
-    """The drops under `paths` (only the `last` N of them, in name order, when last > 0)."""
-    found = find_drops(paths)
-    drops = [c.open_drop(p) for p in (found[-last:] if last > 0 else found)]
+    """The drops under `paths` (only the `last` N of them, in name order, when last > 0).
+
+    The split is drawn over every drop found, window or not (tasks.split.assign_drops), so a
+    post has one split whatever window a run trains on, and a champion trained on another
+    window is never scored on rows it trained on."""
+    drops = [c.open_drop(p) for p in find_drops(paths)]
     first = drops[0].manifest
     for d in drops:
         m = d.manifest
@@ -129,11 +132,17 @@ def load(paths: list[Path], seed: int = 42, last: int = 0) -> Dataset:
     labels = np.concatenate([np.asarray(d.labels, dtype=np.uint8) for d in drops])
     src = np.concatenate([np.full(d.manifest.rows, k, np.int32) for k, d in enumerate(drops)])
     pos = np.concatenate([np.arange(d.manifest.rows, dtype=np.int64) for d in drops])
+    split = sp.assign_drops(ids, labels, src, seed)
+    if 0 < last < len(drops):
+        skip = len(drops) - last
+        keep = src >= skip
+        drops = drops[skip:]
+        ids, labels, split, src, pos = ids[keep], labels[keep], split[keep], src[keep] - skip, pos[keep]
     # A later drop re-labels a post it repeats: keep each id's last occurrence.
     _, last_rev = np.unique(ids[::-1], return_index=True)
     if len(last_rev) != len(ids):
         keep = np.sort(len(ids) - 1 - last_rev)
-        ids, labels, src, pos = ids[keep], labels[keep], src[keep], pos[keep]
+        ids, labels, split, src, pos = ids[keep], labels[keep], split[keep], src[keep], pos[keep]
     return Dataset(paths=[d.path for d in drops], img_dim=first.img_dim, txt_dim=first.txt_dim,
-                   label_names=first.label_names, ids=ids, labels=labels, split=sp.assign(ids, seed),
+                   label_names=first.label_names, ids=ids, labels=labels, split=split,
                    src=src, pos=pos, version=version_of([d.manifest for d in drops]))
