@@ -77,6 +77,10 @@ def evaluate(run_dir: Path, data: list[Path], out: Path, *, champion: Path | Non
     for k, p in probas.items():
         models[k] = metrics.compute(test_y, p, thresholds[k], d.label_names)
         models[k]["macro_f1_at_0.5"] = metrics.macro_f1(test_y, p, 0.5)
+    t = RunDir(run_dir).thresholds()  # how each of the candidate's thresholds was set, next to its test figures
+    for k, row in enumerate(models["candidate"]["per_class"]):
+        row.update({"threshold": t["thresholds"][k], "threshold_method": (t.get("methods") or ["?"] * (k + 1))[k],
+                    "val_support": (t.get("val_support") or [None] * (k + 1))[k]})
     result = {"candidate_run": str(run_dir), "champion_run": str(champion) if "champion" in models else None,
               "data_version": d.version, "test_rows": int(len(test_y)), "split_seed": summary["params"]["split_seed"],
               "baseline_train_rows": int(min(baseline_rows, len(d.index(TRAIN)))) if with_baseline else None,
@@ -108,8 +112,11 @@ WEAK_F1 = 0.2  # the model card lists every supported topic below this test F1
 def standing(models: dict) -> list[str]:
     """Where the candidate stands against the other models, on the same test rows."""
     c = models["candidate"]["macro_f1"]
-    return [f"- vs {name}: macro-F1 {c:.4f} vs {m['macro_f1']:.4f} ({c - m['macro_f1']:+.4f})"
-            for name, m in models.items() if name != "candidate"] or ["- no champion and no baseline were scored"]
+    half = models["candidate"].get("macro_f1_at_0.5")
+    return ([f"- vs {name}: macro-F1 {c:.4f} vs {m['macro_f1']:.4f} ({c - m['macro_f1']:+.4f})"
+             for name, m in models.items() if name != "candidate"] or ["- no champion and no baseline were scored"]) \
+        + ([f"- vs its own scores at the seed's fixed 0.5 thresholds: {c:.4f} vs {half:.4f} ({c - half:+.4f})"]
+           if half is not None else [])
 
 
 def model_card(result: dict, summary: dict, thresholds: dict) -> str:
@@ -126,15 +133,19 @@ def model_card(result: dict, summary: dict, thresholds: dict) -> str:
                 f"tuned on validation: {n_shrunk} topics their own F1-best threshold shrunk toward the global "
                 f"{thresholds.get('global_threshold') or 0:.3f} by support, {n_global} with too few validation "
                 "positives the global one")
-    p, mc = summary["params"], summary["model"]
+    p = summary["params"]
+    model_cfg = mdl.ModelConfig(**summary["model"])
+    tried = summary.get("candidates") or []
+    selection = ("; ".join(f"{t['name']} {t['val_macro_f1_tuned']:.4f}" for t in tried)
+                 + f" -> kept {summary.get('candidate')}") if len(tried) > 1 else "one candidate, no selection"
     unsupported = c.get("unsupported_labels", [])
     return f"""# Model card: social-tone topic classifier
 
 - Run: `{result['candidate_run']}` (MLflow run {summary.get('mlflow_run_id') or 'not tracked'})
 - Data version: `{result['data_version']}`; test rows: {result['test_rows']} (hash split, seed {result['split_seed']})
-- Model: concat(img {mc['img_dim']}, txt {mc['txt_dim']}) -> Linear({mc['hidden']}) -> ReLU -> Dropout({mc['dropout']})
-  -> Linear({mc['n_labels']})
-- Training: batch {p['batch_size']}, lr {p['lr']}, best epoch {summary['best_epoch']} of {summary['epochs_run']}; git {p['git_commit'][:12]}
+- Model: {mdl.describe(model_cfg)}
+- Selection on validation macro-F1 (tuned thresholds): {selection}
+- Training: batch {p['batch_size']}, lr {(summary.get('kept') or p)['lr']}, best epoch {summary['best_epoch']} of {summary['epochs_run']}; git {p['git_commit'][:12]}
 - Thresholds: {thr_text}
 
 ## Where it stands (test macro-F1, same rows)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from sklearn.metrics import accuracy_score, average_precision_score, precision_recall_curve, \
-    precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, average_precision_score, precision_recall_fscore_support
 
 
 def compute(y_true: np.ndarray, proba: np.ndarray, thresholds: np.ndarray | float,
@@ -39,14 +38,17 @@ def compute(y_true: np.ndarray, proba: np.ndarray, thresholds: np.ndarray | floa
 
 
 def macro_f1(y_true: np.ndarray, proba: np.ndarray, thresholds: np.ndarray | float) -> float:
-    """Macro-F1 over the classes with positives among these rows (as in `compute`)."""
-    y_true = np.asarray(y_true).astype(np.int8)
+    """Macro-F1 over the classes with positives among these rows (as in `compute`; counted
+    here with numpy: training calls it twice an epoch)."""
+    y_true = np.asarray(y_true).astype(bool)
     y_pred = proba >= np.asarray(thresholds, dtype=np.float32)
-    labels = np.flatnonzero(y_true.sum(axis=0) > 0)
-    if not len(labels):
+    has_pos = y_true.any(axis=0)
+    if not has_pos.any():
         return 0.0
-    return float(precision_recall_fscore_support(y_true, y_pred.astype(np.int8), labels=labels, average="macro",
-                                                 zero_division=0)[2])
+    tp = (y_true & y_pred).sum(0)[has_pos]
+    fp = (~y_true & y_pred).sum(0)[has_pos]
+    fn = (y_true & ~y_pred).sum(0)[has_pos]
+    return float(np.mean(2 * tp / (2 * tp + fp + fn)))
 
 
 MIN_POSITIVES = 5   # a class with fewer validation positives takes the global threshold
@@ -54,11 +56,24 @@ PRIOR = 10          # shrinkage: a class's own threshold weighs n / (n + PRIOR) 
 THR_MIN = 0.01      # no threshold below this: a constant-zero score never predicts every row
 
 
+def best_f1_thresholds(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per column, the score threshold that maximises F1 (the lowest of equal maxima, as the
+    first argmax over precision_recall_curve's ascending thresholds gives). One sort for all
+    columns instead of a precision_recall_curve each: training scores every epoch with it."""
+    y, p = np.asarray(y).reshape(len(y), -1), np.asarray(p).reshape(len(p), -1)
+    order = np.argsort(-p, axis=0)  # ties need no order: only the ends of runs of equal scores count
+    ps = np.take_along_axis(p, order, 0)
+    tp = np.cumsum(np.take_along_axis(y, order, 0), 0, dtype=np.int64)
+    fp = np.arange(1, len(p) + 1)[:, None] - tp
+    f1 = 2 * tp / np.maximum(tp + fp + tp[-1], 1)  # 2TP / (2TP + FP + FN)
+    f1[:-1][ps[:-1] == ps[1:]] = -1  # a cut inside a run of equal scores is no threshold
+    best = len(p) - 1 - np.argmax(f1[::-1], axis=0)
+    return ps[best, np.arange(p.shape[1])]
+
+
 def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """The score threshold that maximises F1 on these (flattened) rows."""
-    prec, rec, thr = precision_recall_curve(y, p)
-    f1 = 2 * prec[:-1] * rec[:-1] / np.maximum(prec[:-1] + rec[:-1], 1e-12)
-    return float(thr[int(np.argmax(f1))])
+    return float(best_f1_thresholds(np.ravel(y)[:, None], np.ravel(p)[:, None])[0])
 
 
 @dataclasses.dataclass
@@ -83,9 +98,11 @@ def tune_thresholds(y_true: np.ndarray, proba: np.ndarray, *, min_positives: int
     glob = best_f1_threshold(y.ravel(), proba.ravel()) if support.any() else 0.5
     thr = np.full(proba.shape[1], glob, dtype=np.float64)
     methods = ["global"] * proba.shape[1]
-    for k in np.flatnonzero(support >= min_positives):
-        w = support[k] / (support[k] + prior)
-        thr[k] = w * best_f1_threshold(y[:, k], proba[:, k]) + (1 - w) * glob
-        methods[k] = "shrunk"
+    own = np.flatnonzero(support >= min_positives)
+    if len(own):
+        w = support[own] / (support[own] + prior)
+        thr[own] = w * best_f1_thresholds(y[:, own], proba[:, own]) + (1 - w) * glob
+        for k in own:
+            methods[k] = "shrunk"
     thr = np.clip(thr, THR_MIN, 1 - THR_MIN).astype(np.float32)
     return Tuned(thr, methods, support.tolist(), float(max(glob, THR_MIN)))

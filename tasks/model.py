@@ -4,7 +4,12 @@
   resmlp  concat -> Linear -> `depth` pre-norm residual blocks (LayerNorm, GELU) -> LayerNorm -> Linear
   linear  concat -> Linear (a logistic regression per label, trained like the others)
 
-Every family exports to the same ONNX signature (img_emb, txt_emb -> logits).
+With `standardize` (every run since issue 12), the concatenated input is first scaled per
+column by the train split's mean and standard deviation, as the LogReg baseline's
+StandardScaler does: sentence embeddings have tiny, unequal column scales, and an optimizer
+with one learning rate learns slowly on them. The statistics are buffers of the model, so the
+ONNX graph carries them. Every family exports to the same ONNX signature
+(img_emb, txt_emb -> logits).
 """
 from __future__ import annotations
 
@@ -27,8 +32,35 @@ class ModelConfig:
     dropout: float = 0.2
     family: str = "mlp"   # FAMILIES; run dirs written before families existed are "mlp"
     depth: int = 2        # resmlp: residual blocks
+    standardize: bool = False  # run dirs written before issue 12's recipe have no input scaling
 
 
+class Standardize(nn.Module):
+    """(x - mean) * scale per column; a constant column (std 0) is only centred."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("scale", torch.ones(width))
+
+    def fit(self, mean, std) -> None:
+        std = torch.as_tensor(std, dtype=torch.float32)
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.scale.copy_(torch.where(std > 1e-6, 1 / std.clamp_min(1e-6), torch.ones_like(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) * self.scale
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with the mask drawn by torch.rand: the same rule (zero with probability p,
+    scale the rest by 1/(1-p)), 2.5x faster on CPU than torch's bernoulli kernel, which took
+    as long as the linear layers (bench: 6.6 vs 2.7 ms on 512x1024, forward and backward)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * ((torch.rand(x.shape) >= self.p).to(x.dtype) / (1 - self.p))
 
 
 class Residual(nn.Module):
@@ -36,8 +68,8 @@ class Residual(nn.Module):
 
     def __init__(self, width: int, dropout: float):
         super().__init__()
-        self.f = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(), nn.Dropout(dropout),
-                               nn.Linear(2 * width, width), nn.Dropout(dropout))
+        self.f = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(), Dropout(dropout),
+                               nn.Linear(2 * width, width), Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.f(x)
@@ -50,8 +82,9 @@ class FusionMLP(nn.Module):
         super().__init__()
         self.cfg = cfg
         d_in = cfg.img_dim + cfg.txt_dim
+        self.norm = Standardize(d_in) if cfg.standardize else nn.Identity()
         if cfg.family == "mlp":
-            self.net = nn.Sequential(nn.Linear(d_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+            self.net = nn.Sequential(nn.Linear(d_in, cfg.hidden), nn.ReLU(), Dropout(cfg.dropout),
                                      nn.Linear(cfg.hidden, cfg.n_labels))
         elif cfg.family == "resmlp":
             self.net = nn.Sequential(nn.Linear(d_in, cfg.hidden), *[Residual(cfg.hidden, cfg.dropout)
@@ -62,8 +95,23 @@ class FusionMLP(nn.Module):
         else:
             raise ValueError(f"unknown model family {cfg.family!r} (known: {', '.join(FAMILIES)})")
 
+    def fused(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of concat(img, txt) rows (training slices the fused rows it holds)."""
+        return self.net(self.norm(x))
+
     def forward(self, img_emb: torch.Tensor, txt_emb: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([img_emb, txt_emb], dim=1))
+        return self.fused(torch.cat([img_emb, txt_emb], dim=1))
+
+
+def describe(cfg: ModelConfig) -> str:
+    """The layers in one line, for the model card."""
+    x = f"concat(img {cfg.img_dim}, txt {cfg.txt_dim})" + (" -> standardize" if cfg.standardize else "")
+    if cfg.family == "mlp":
+        return f"{x} -> Linear({cfg.hidden}) -> ReLU -> Dropout({cfg.dropout}) -> Linear({cfg.n_labels})"
+    if cfg.family == "resmlp":
+        return (f"{x} -> Linear({cfg.hidden}) -> {cfg.depth} residual blocks (LayerNorm, GELU, Dropout({cfg.dropout}))"
+                f" -> LayerNorm -> Linear({cfg.n_labels})")
+    return f"{x} -> Linear({cfg.n_labels}) (a logistic regression per topic)"
 
 
 def save(model: FusionMLP, run_dir: Path) -> None:

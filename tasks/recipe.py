@@ -9,6 +9,15 @@ from __future__ import annotations
 import dataclasses
 
 FAMILIES = ("mlp", "resmlp", "linear")  # tasks/model.py builds each (kept here: stdlib only, for the form)
+# What `candidates` may name: a family with the widths it is tried at. "mlp" and "resmlp" take
+# the run's hidden and dropout; "wide" is the mlp at the width that won on the real text set
+# (docs/benchmarks.md).
+CANDIDATES = {
+    "mlp": {"family": "mlp"},
+    "wide": {"family": "mlp", "hidden": 1024, "dropout": 0.5},
+    "resmlp": {"family": "resmlp"},
+    "linear": {"family": "linear"},
+}
 BASELINE_ROWS = 50_000  # evaluate's LogReg baseline fits on a seeded sample of at most this many train rows
 
 
@@ -21,7 +30,14 @@ class TrainConfig:
     select_on: str = "f1"          # keep and stop on: "f1" (val macro-F1, tuned thresholds) or "loss" (the seed)
     batch_size: int = 512
     lr: float = 3e-3
-    family: str = "mlp"            # the model family (tasks/model.py FAMILIES)
+    weight_decay: float = 0.0      # AdamW's decoupled weight decay (0: plain Adam, the seed's)
+    candidates: str = "mlp,linear"  # comma-separated CANDIDATES, trained in order; the best on val is kept
+    select_seconds: int = 1800     # a candidate starts only while the run has spent less than this
+    race_margin: float = 0.05      # a later candidate trailing the best so far by more than this (val macro-F1) ...
+    race_steps: int = 300          # ... after this many steps stops early (0 margin: every candidate trains fully)
+    family: str = "mlp"            # the model family of a single run (each candidate sets its own)
+    standardize: str = "modality"  # input scaling from the train split (tasks/model.py): "modality" (centre each
+                                   # column, one scale per modality), "column" (StandardScaler) or "none" (the seed)
     hidden: int = 256
     depth: int = 2                 # residual blocks of the resmlp family
     dropout: float = 0.2
@@ -51,15 +67,33 @@ class TrainConfig:
             raise ValueError("loader must be 'tensor' or 'dataloader'")
         if cfg.family not in FAMILIES:
             raise ValueError(f"family must be one of {', '.join(FAMILIES)}")
+        names = cfg.candidates.split(",")
+        if not cfg.candidates or any(n not in CANDIDATES for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"candidates must be distinct names among {', '.join(CANDIDATES)}, comma-separated "
+                             f"(got {cfg.candidates!r})")
+        if cfg.standardize not in ("modality", "column", "none"):
+            raise ValueError("standardize must be 'modality', 'column' or 'none'")
         if cfg.select_on not in ("f1", "loss"):
             raise ValueError("select_on must be 'f1' or 'loss'")
         if cfg.precision not in ("auto", "32", "bf16-mixed"):
             raise ValueError("precision must be 'auto', '32' or 'bf16-mixed'")
         if cfg.batch_size < 1 or cfg.max_epochs < 0 or cfg.budget_steps < 1 or cfg.lr <= 0 or cfg.cache_mb < 0 or cfg.check_rows < 1 \
-                or cfg.window_drops < 0:
-            raise ValueError("batch_size, budget_steps, lr and check_rows must be positive; max_epochs, cache_mb "
-                             "and window_drops >= 0")
+                or cfg.window_drops < 0 or cfg.select_seconds < 1 or cfg.race_margin < 0 or cfg.race_steps < 0:
+            raise ValueError("batch_size, budget_steps, lr, check_rows and select_seconds must be positive; "
+                             "max_epochs, cache_mb, window_drops, race_margin and race_steps >= 0")
         return cfg
+
+    def candidate_configs(self) -> list[tuple[str, "TrainConfig"]]:
+        """(name, the config it trains with) for each candidate, in order."""
+        return [(n, dataclasses.replace(self, **CANDIDATES[n])) for n in self.candidates.split(",")]
+
+
+# The seed's recipe, as the benchmarks reproduce it on this code: one MLP, a DataLoader collating
+# rows, batch 64, lr 1e-3, float32, no input scaling, selection and stopping on val loss (patience
+# 5 epochs, at most 20), fixed 0.5 thresholds.
+SEED_RECIPE = {"candidates": "mlp", "standardize": "none", "loader": "dataloader", "batch_size": 64, "lr": 1e-3,
+               "tune_thresholds": False, "precision": "32", "max_epochs": 20, "select_on": "loss",
+               "patience_steps": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +105,7 @@ class Knob:
     minimum: float | None = None
     exclusive_minimum: float | None = None
     choices: tuple[str, ...] | None = None  # a string knob: one of these
+    pattern: str | None = None     # a string knob: a regular expression its value matches
 
     @property
     def default(self):
@@ -88,6 +123,8 @@ class Knob:
         """For airflow.sdk.Param(default, **schema)."""
         if self.choices:
             return {"type": "string", "enum": list(self.choices), "description": self.help}
+        if self.pattern:
+            return {"type": "string", "pattern": self.pattern, "description": self.help}
         s = {"type": "integer" if self.type is int else "number", "description": self.help}
         if self.minimum is not None:
             s["minimum"] = self.minimum
@@ -99,12 +136,15 @@ class Knob:
 KNOBS = (
     Knob("epochs", "max_epochs", "max epochs (0: from the step budget; early stopping decides)", form=True,
          minimum=0),
-    Knob("budget_steps", "budget_steps", "optimizer steps when epochs is 0", minimum=1),
+    Knob("budget_steps", "budget_steps", "optimizer steps of each candidate when epochs is 0", form=True, minimum=1),
+    Knob("candidates", "candidates", "model candidates to train, comma-separated, the best on validation is served: "
+         "mlp (the seed's), wide (mlp 1024, dropout 0.5), resmlp (residual, LayerNorm), linear", form=True,
+         pattern="^({0})(,({0}))*$".format("|".join(CANDIDATES))),
+    Knob("select_seconds", "select_seconds", "time budget of the selection: no candidate starts after it",
+         form=True, minimum=1),
     Knob("lr", "lr", "Adam learning rate", form=True, exclusive_minimum=0),
     Knob("batch_size", "batch_size", "rows per optimizer step", form=True, minimum=1),
-    Knob("family", "family", "model family: mlp (the seed's), resmlp (residual, LayerNorm), linear", form=True,
-         choices=FAMILIES),
-    Knob("hidden", "hidden", "hidden units of the fusion MLP", form=True, minimum=1),
+    Knob("hidden", "hidden", "hidden units of the mlp and resmlp candidates", form=True, minimum=1),
     Knob("depth", "depth", "residual blocks (resmlp)", minimum=1),
     Knob("window_drops", "window_drops", "train on the latest N drops only (0: every drop)", form=True, minimum=0),
     Knob("dropout", "dropout", "dropout after the hidden layer", minimum=0),

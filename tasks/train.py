@@ -1,4 +1,10 @@
-"""`tasks train`: fit the fusion MLP with PyTorch Lightning, tune per-class thresholds on val.
+"""`tasks train`: fit the candidates with PyTorch Lightning, keep the best on validation, tune
+per-class thresholds on val.
+
+Candidates (`candidates`, tasks/recipe.py CANDIDATES): each is trained on the same data with its
+own step budget and early stopping, in order, while the selection's time budget lasts; the one
+with the best validation macro-F1 (tuned thresholds, what we report) is the model of the run,
+whatever its family: every family exports to the same ONNX graph.
 
 Data: a split that fits `cache_mb` is read once and held as one fused tensor; batches are
 index slices of it, not a DataLoader collating 64 single rows per step. A larger history is
@@ -55,6 +61,21 @@ class Batches(torch.utils.data.IterableDataset):
         self.epoch = 0
         self.blocks = d.blocks(which)
         self.cached = _tensors(d, np.concatenate(self.blocks)) if cache and self.blocks else None
+        self.norm: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def standardize(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        """Yield (x - mean) * scale: the model's input scaling, done once on a cached split
+        (in place) rather than on every batch, or per group as a streamed split is read."""
+        if self.cached is not None:
+            self.cached[0].sub_(mean).mul_(scale)
+        else:
+            self.norm = (mean, scale)
+
+    def _read(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = _tensors(self.d, idx)
+        if self.norm is not None:
+            x.sub_(self.norm[0]).mul_(self.norm[1])
+        return x, y
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -69,11 +90,11 @@ class Batches(torch.utils.data.IterableDataset):
         # read the next group in a thread while this one trains (file reads and copies release the GIL):
         # at most two groups in memory
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(_tensors, self.d, groups[0])
+            pending = pool.submit(self._read, groups[0])
             for k in range(len(groups)):
                 xy = pending.result()
                 if k + 1 < len(groups):
-                    pending = pool.submit(_tensors, self.d, groups[k + 1])
+                    pending = pool.submit(self._read, groups[k + 1])
                 yield from self._slices(xy, g)
 
     def _slices(self, xy: tuple[torch.Tensor, torch.Tensor], g: torch.Generator):
@@ -98,12 +119,20 @@ class LitFusion(L.LightningModule):
         self.cfg = cfg
         self.loss = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._loss_sum, self._loss_rows = 0.0, 0
 
     def training_step(self, batch, _):
         x, y = batch  # x = concat(img, txt), built once per split, not per step
-        loss = self.loss(self.model.net(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        loss = self.loss(self.model.net(x), y)  # rows come standardized (Batches)
+        # summed here, not self.log()ged: Lightning's per-step logging cost ~0.5 ms a step
+        self._loss_sum, self._loss_rows = self._loss_sum + loss.detach().float() * len(y), self._loss_rows + len(y)
         return loss
+
+    def take_train_loss(self) -> float:
+        """The epoch's mean training loss (and a fresh sum for the next epoch)."""
+        mean = float(self._loss_sum) / max(self._loss_rows, 1)
+        self._loss_sum, self._loss_rows = 0.0, 0
+        return mean
 
     def validation_step(self, batch, _):
         x, y = batch
@@ -121,7 +150,9 @@ class LitFusion(L.LightningModule):
         self.log("val_macro_f1_tuned", metrics.macro_f1(y, p, metrics.tune_thresholds(y, p).thresholds))
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
+        # fused: one kernel for every parameter, half the time of the per-tensor loop on CPU
+        opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=True) \
+            if self.cfg.weight_decay else torch.optim.Adam(self.parameters(), lr=self.cfg.lr, fused=True)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.cfg.lr_factor,
                                                            patience=self.cfg.lr_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
@@ -130,15 +161,19 @@ class LitFusion(L.LightningModule):
 class EpochReport(L.Callback):
     """One plain log line per epoch (readable in Airflow task logs), history, MLflow, best weights."""
 
-    def __init__(self, active_run, select_on: str):
+    def __init__(self, active_run, select_on: str, name: str = "", race: tuple[float, float, int] | None = None):
+        """race: (the best score so far of the candidates before this one, margin, steps): once
+        this one has trained that many steps and its best is below that score minus the margin,
+        it stops (it would not be kept: successive halving's rule, with two at a time)."""
         self.history: list[dict] = []
         self.best_loss, self.best_score, self.best_state, self.best_epoch = float("inf"), -1.0, None, -1
-        self.active_run, self.select_on = active_run, select_on
+        self.active_run, self.select_on, self.name, self.race = active_run, select_on, name, race
+        self.dropped = False
         self._t0 = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module):  # runs after the epoch's validation
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        row = {"epoch": trainer.current_epoch + 1, "train_loss": m.get("train_loss", float("nan")),
+        row = {"epoch": trainer.current_epoch + 1, "train_loss": pl_module.take_train_loss(),
                "val_loss": m["val_loss"], "val_macro_f1_at_0.5": m["val_macro_f1"],
                "val_macro_f1_tuned": m["val_macro_f1_tuned"],
                "lr": trainer.optimizers[0].param_groups[0]["lr"], "seconds": time.perf_counter() - self._t0}
@@ -149,12 +184,39 @@ class EpochReport(L.Callback):
         if better:
             self.best_loss, self.best_score, self.best_epoch = row["val_loss"], row["val_macro_f1_tuned"], row["epoch"]
             self.best_state = copy.deepcopy(pl_module.model.state_dict())
-        log.info("epoch %d/%d train_loss=%.4f val_loss=%.4f val_macro_f1@0.5=%.4f tuned=%.4f lr=%.2e %.1fs",
-                 row["epoch"], trainer.max_epochs, row["train_loss"], row["val_loss"],
-                 row["val_macro_f1_at_0.5"], row["val_macro_f1_tuned"], row["lr"], row["seconds"])
-        # per-epoch curves; the final, selected model's figures are logged by train() under their own names
-        tracking.log_metrics(self.active_run, {("epoch_" if k == "val_macro_f1_tuned" else "") + k.replace("@", "_at_"): v
-                                               for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+        log.info("%sepoch %d/%d train_loss=%.4f val_loss=%.4f val_macro_f1@0.5=%.4f tuned=%.4f lr=%.2e %.1fs",
+                 f"[{self.name}] " if self.name else "", row["epoch"], trainer.max_epochs, row["train_loss"],
+                 row["val_loss"], row["val_macro_f1_at_0.5"], row["val_macro_f1_tuned"], row["lr"], row["seconds"])
+        log_epoch(self.active_run, row, f"{self.name}." if self.name else "")
+        if self.race and trainer.global_step >= self.race[2] and self.best_score < self.race[0] - self.race[1]:
+            log.info("[%s] stops: its best %.4f trails the best candidate so far (%.4f) by more than %.2f after %d "
+                     "steps", self.name, self.best_score, self.race[0], self.race[1], trainer.global_step)
+            self.dropped, trainer.should_stop = True, True
+
+
+def log_epoch(active_run, row: dict, prefix: str = "") -> None:
+    """Per-epoch curves (a candidate's under its name); the selected model's final figures are
+    logged by train() under their own names."""
+    tracking.log_metrics(active_run, {prefix + ("epoch_" if k == "val_macro_f1_tuned" else "") + k.replace("@", "_at_"): v
+                                      for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+
+
+def input_stats(d: ds.Dataset, how: str, cached: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per input column over the train split: from its cached tensor, or read
+    block by block. "column": each column's own std. "modality": one std per modality (the
+    root of its columns' mean variance), which evens out the image and text scales but keeps
+    each embedding's geometry."""
+    n, total, sq = 0, np.zeros(d.dim), np.zeros(d.dim)
+    chunks = (cached[s:s + ds.BLOCK].numpy() for s in range(0, len(cached), ds.BLOCK)) if cached is not None \
+        else (x for x, _ in d.iter_xy(TRAIN))
+    for x in chunks:
+        n, total, sq = n + len(x), total + x.sum(0, dtype=np.float64), sq + np.square(x).sum(0, dtype=np.float64)
+    mean = total / max(n, 1)
+    var = np.maximum(sq / max(n, 1) - mean ** 2, 0)
+    if how == "modality":
+        for block in (slice(0, d.img_dim), slice(d.img_dim, d.dim)):
+            var[block] = var[block].mean()
+    return mean, np.sqrt(var)
 
 
 def _loaders(d: ds.Dataset, cfg: TrainConfig):
@@ -219,26 +281,43 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
         pos = d.labels[d.index(TRAIN)].sum(0, dtype=np.int64)
         pos_weight = torch.from_numpy(np.clip((n_train - pos) / np.maximum(pos, 1), 1, cfg.pos_weight)
                                       .astype(np.float32))
-    model_cfg = mdl.ModelConfig(d.img_dim, d.txt_dim, len(d.label_names), cfg.hidden, cfg.dropout, cfg.family,
-                                cfg.depth)
     precision = resolve_precision(cfg.precision)
     params = {**dataclasses.asdict(cfg), "precision_used": precision, "data_version": d.version, "drops": ",".join(d.drops),
               "git_commit": tracking.git_commit(), "rows_train": n_train, "rows_val": n_val}
     with tracking.run(tracking_uri, run_name=run_name) as active, atomic_dir(out) as tmp:
         tracking.log_params(active, params)
-        lit = LitFusion(model_cfg, cfg, pos_weight)
-        report = EpochReport(active, cfg.select_on)
-        max_epochs, patience = budget(cfg, n_train)
-        log.info("budget: at most %d epochs (%d steps each), patience %d epochs, selection on %s", max_epochs,
-                 -(-n_train // cfg.batch_size), patience,
-                 "validation macro-F1 (tuned thresholds)" if cfg.select_on == "f1" else "validation loss")
-        monitor, mode = ("val_macro_f1_tuned", "max") if cfg.select_on == "f1" else ("val_loss", "min")
-        stop = L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience)
-        trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, logger=False, precision=precision,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0, deterministic=True, callbacks=[stop, report])
-        trainer.fit(lit, *_loaders(d, cfg))
-        lit.model.load_state_dict(report.best_state)
+        loaders = _loaders(d, cfg)
+        norm = None  # the input scaling every candidate carries, fitted once on the train split
+        if cfg.standardize != "none":
+            train_rows = loaders[0].dataset
+            norm = mdl.Standardize(d.dim)
+            norm.fit(*input_stats(d, cfg.standardize, train_rows.cached[0] if isinstance(train_rows, Batches)
+                                  and train_rows.cached is not None else None))
+            for loader in loaders:
+                if isinstance(loader.dataset, Batches):
+                    loader.dataset.standardize(norm.mean, norm.scale)
+                else:  # the seed's DataLoader over an in-memory TensorDataset
+                    loader.dataset.tensors[0].sub_(norm.mean).mul_(norm.scale)
+        tried = []
+        candidates = cfg.candidate_configs()
+        for name, ccfg in candidates:
+            spent = time.perf_counter() - t_start
+            if tried and spent >= cfg.select_seconds:
+                log.warning("selection: %s not tried, the time budget of %ds is spent (%.0fs)", name,
+                            cfg.select_seconds, spent)
+                continue
+            race = (max(f.score for f in tried), cfg.race_margin, cfg.race_steps) if tried and cfg.race_margin else None
+            tried.append(fit_candidate(name, ccfg, d, loaders, norm, pos_weight, precision, active,
+                                       cfg.select_seconds - spent, tag=len(candidates) > 1, race=race))
+        best = max(tried, key=lambda f: f.score)  # the first of equals: the order is the preference
+        if len(tried) > 1:
+            for f in tried:
+                log.info("selection: %-7s val macro-F1 (tuned) %.4f, best epoch %d of %d, %.1fs%s", f.name, f.score,
+                         f.report.best_epoch, len(f.report.history), f.seconds, "  <- kept" if f is best else "")
+            for row in best.report.history:  # the kept model's curves under the plain names
+                log_epoch(active, row)
+        lit, report, model_cfg, max_epochs, patience = best.lit, best.report, best.model_cfg, best.max_epochs, \
+            best.patience
         fit_seconds = time.perf_counter() - t_start
 
         val_y, val_proba = predict_split(lit.model, d, VAL)
@@ -256,7 +335,9 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
         idx, source = check_index(d, cfg.check_rows)
         x = d.read(idx)
         out_dir.write_check_rows(x[:, :d.img_dim], x[:, d.img_dim:], d.ids[idx], source)
-        summary = {"params": params, "model": dataclasses.asdict(model_cfg), "best_epoch": report.best_epoch, "epochs_run": len(report.history),
+        summary = {"params": params, "model": dataclasses.asdict(model_cfg), "candidate": best.record()["name"],
+                   "kept": best.record(), "candidates": [f.record() for f in tried],
+                   "best_epoch": report.best_epoch, "epochs_run": len(report.history),
                    "best_val_loss": report.best_loss, "selected_on": cfg.select_on, "max_epochs": max_epochs,
                    "patience": patience, "val_macro_f1_at_0.5": f1_fixed,
                    "val_macro_f1_tuned": f1_tuned, "fit_seconds": fit_seconds,
@@ -268,14 +349,68 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
         out_dir.add_lineage(data=data, train={"run_name": run_name, "mlflow_run_id": summary["mlflow_run_id"],
                                               "tracking_uri": summary["tracking_uri"],
                                               "git_commit": params["git_commit"]})
-        tracking.set_tags(active, {"data_version": d.version, "dvc_md5": data["dvc_md5"]})
+        tracking.set_tags(active, {"data_version": d.version, "dvc_md5": data["dvc_md5"], "candidate": summary["candidate"]})
+        tracking.log_metrics(active, {f"candidate_{f.name}_val_macro_f1_tuned": f.score for f in tried})
         tracking.log_metrics(active, {"best_val_loss": report.best_loss, "selected_on": cfg.select_on, "max_epochs": max_epochs,
                    "patience": patience, "val_macro_f1_at_0.5": f1_fixed,
                                       "val_macro_f1_tuned": f1_tuned, "train_seconds": summary["seconds"]})
         tracking.log_artifacts(active, tmp, "model")
-    log.info("trained in %.1fs (best epoch %d of %d): val macro-F1 %.4f at 0.5, %.4f tuned -> %s",
-             summary["seconds"], report.best_epoch, len(report.history), f1_fixed, f1_tuned, out)
+    log.info("trained in %.1fs (%s, best epoch %d of %d): val macro-F1 %.4f at 0.5, %.4f tuned -> %s",
+             summary["seconds"], summary["candidate"], report.best_epoch, len(report.history), f1_fixed, f1_tuned, out)
     return summary
+
+
+@dataclasses.dataclass
+class Fitted:
+    name: str
+    lit: LitFusion
+    report: EpochReport
+    model_cfg: mdl.ModelConfig
+    cfg: TrainConfig
+    max_epochs: int
+    patience: int
+    seconds: float
+
+    @property
+    def score(self) -> float:
+        return self.report.best_score if self.report.best_state is not None else -1.0
+
+    def record(self) -> dict:
+        return {"name": self.name, "family": self.model_cfg.family, "hidden": self.model_cfg.hidden,
+                "dropout": self.model_cfg.dropout, "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay,
+                "val_macro_f1_tuned": self.report.best_score, "best_epoch": self.report.best_epoch,
+                "dropped_early": self.report.dropped, "epochs_run": len(self.report.history), "seconds": self.seconds}
+
+
+def fit_candidate(name: str, cfg: TrainConfig, d: ds.Dataset, loaders, norm, pos_weight, precision: str, active,
+                  seconds_left: float, tag: bool, race: tuple[float, float, int] | None = None) -> Fitted:
+    """Train one candidate from its seed; its best-validation weights are loaded back. `tag`:
+    its log lines and curves carry its name (when there are several)."""
+    t0 = time.perf_counter()
+    L.seed_everything(cfg.seed, verbose=False)
+    for loader in loaders:
+        if isinstance(loader.dataset, Batches):
+            loader.dataset.epoch = 0  # every candidate sees the same batches
+    model_cfg = mdl.ModelConfig(d.img_dim, d.txt_dim, len(d.label_names), cfg.hidden, cfg.dropout, cfg.family,
+                                cfg.depth, standardize=norm is not None)
+    lit = LitFusion(model_cfg, cfg, pos_weight)
+    if norm is not None:
+        lit.model.norm.load_state_dict(norm.state_dict())
+    report = EpochReport(active, cfg.select_on, name if tag else "", race)
+    n_train = len(d.index(TRAIN))
+    max_epochs, patience = budget(cfg, n_train)
+    log.info("%sbudget: at most %d epochs (%d steps each), patience %d epochs, selection on %s",
+             f"[{name}] " if tag else "", max_epochs, -(-n_train // cfg.batch_size), patience,
+             "validation macro-F1 (tuned thresholds)" if cfg.select_on == "f1" else "validation loss")
+    monitor, mode = ("val_macro_f1_tuned", "max") if cfg.select_on == "f1" else ("val_loss", "min")
+    stop = L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, logger=False, precision=precision,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, deterministic=True, callbacks=[stop, report],
+                        max_time={"seconds": max(1, int(seconds_left))})
+    trainer.fit(lit, *loaders)
+    lit.model.load_state_dict(report.best_state)
+    return Fitted(name, lit, report, model_cfg, cfg, max_epochs, patience, time.perf_counter() - t0)
 
 
 def read_overrides(config_json: Path | None, pairs: dict) -> dict:

@@ -29,8 +29,15 @@ def test_run_dir_holds_a_pickle_free_checkpoint_thresholds_and_history(trained):
     root, _, summary = trained
     run = root / "run"
     state = torch.load(run / mdl.WEIGHTS, weights_only=True)
-    assert set(state) == {"net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias"}
-    assert state["net.0.weight"].shape == (256, 512 + 768) and state["net.3.weight"].shape == (50, 256)
+    # the default trains two candidates and keeps the better on validation macro-F1 (tuned)
+    tried = {t["name"]: t["val_macro_f1_tuned"] for t in summary["candidates"]}
+    assert list(tried) == ["mlp", "linear"] and summary["candidate"] == max(tried, key=tried.get)
+    assert state["norm.mean"].shape == state["norm.scale"].shape == (512 + 768,), "inputs standardized"
+    if summary["candidate"] == "mlp":
+        assert set(state) == {"norm.mean", "norm.scale", "net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias"}
+        assert state["net.0.weight"].shape == (256, 512 + 768) and state["net.3.weight"].shape == (50, 256)
+    else:
+        assert set(state) == {"norm.mean", "norm.scale", "net.weight", "net.bias"}
     thr = json.loads((run / "thresholds.json").read_text())
     assert len(thr["thresholds"]) == 50 and thr["label_names"][0] == "ceasefire_talks" and thr["tuned"]
     history = json.loads((run / "history.json").read_text())
@@ -70,10 +77,15 @@ def test_evaluate_compares_candidate_champion_and_baseline(trained, tmp_path):
     r = evaluate(root / "run", [root / "drops"], tmp_path / "eval", champion=root / "run", tracking_uri=uri)
     assert set(r["models"]) == {"candidate", "champion", "baseline"}
     cand = r["models"]["candidate"]
-    assert cand == r["models"]["champion"], "same model, same rows -> same metrics"
+    strip = lambda m: {**m, "per_class": [{k: v for k, v in c.items() if k in ("label", "precision", "recall", "f1",  # noqa: E731
+                                                                             "support")} for c in m["per_class"]]}
+    assert strip(cand) == strip(r["models"]["champion"]), "same model, same rows -> same metrics"
     assert cand["macro_f1"] > r["models"]["baseline"]["macro_f1"]
     assert 0 < cand["exact_match_accuracy"] < cand["label_accuracy"] < 1
     assert len(cand["per_class"]) == 50 and sum(x["support"] for x in cand["per_class"]) > 0
+    thr = json.loads((root / "run" / "thresholds.json").read_text())
+    assert [(x["threshold"], x["threshold_method"], x["val_support"]) for x in cand["per_class"]] == \
+        list(zip(thr["thresholds"], thr["methods"], thr["val_support"])), "each topic's threshold, method, val support"
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["test_rows"] == r["test_rows"] > 1500
     for png in ("training_curves.png", "per_class_f1.png", "pr_curves.png"):
@@ -81,6 +93,9 @@ def test_evaluate_compares_candidate_champion_and_baseline(trained, tmp_path):
     card = (tmp_path / "eval" / "model_card.md").read_text()
     assert "| candidate |" in card and "| baseline |" in card and "## Weak topics: test F1 below 0.2" in card
     assert "- vs baseline: macro-F1" in card and "## Topics without test rows (0)" in card
+    kept = summary["candidate"]
+    assert f"-> kept {kept}" in card and ("Linear(256) -> ReLU" in card) == (kept == "mlp"), "the kept model's layers"
+    assert "at the seed's fixed 0.5 thresholds" in card
     # every supported topic under 0.2 F1 is listed with its support, none other
     weak = [w for w in cand["per_class"] if w["support"] and w["f1"] < 0.2]
     assert all(f"| {w['label']} | {w['f1']:.3f} |" in card for w in weak)
