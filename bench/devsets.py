@@ -11,10 +11,24 @@ debtags: every Debian bookworm (main) package that has debtags, about 30,000.
     text alone. This is stated wherever its figures are.
   - ids: package names. The hash split is by id, as for any drop.
 
-The set is written as a labeled drop (tasks.contract) under ~/.cache/social-tone/devsets/,
+dep11: every desktop application of Debian bookworm (main) in its AppStream (DEP-11) metadata
+  that has a 64x64 icon and one of the kept categories, about 1,900. Small and very
+  imbalanced, like the 10.8k-row news set of issue 12.
+  - text: the application's name, summary and description (HTML tags removed), embedded as
+    above (384-d).
+  - image: the 64x64 icon, composited on white, as 12,288 RGB pixels in [-0.5, 0.5], times a
+    fixed Gaussian random projection to 512-d (numpy seed 0, scaled by 1/sqrt(512)). No
+    learned image model: this machine can fetch no weights, so the image view is an honest
+    random feature of the pixels (Johnson-Lindenstrauss: distances between icons are kept).
+  - labels: its freedesktop.org categories (Game, Development, ArcadeGame, Physics, ...) that
+    at least MIN_CATEGORY applications carry, leaving out the toolkit and desktop ones (GTK,
+    Qt, KDE, GNOME, ...), which say nothing about the topic.
+  - ids: AppStream component ids.
+
+Each set is written as a labeled drop (tasks.contract) under ~/.cache/social-tone/devsets/,
 and built once: later runs reuse it. Nothing of it goes into git.
 
-    python bench/devsets.py [--out DIR]       # prints the drop's path
+    python bench/devsets.py [--sets debtags dep11]       # prints each drop's path
 """
 from __future__ import annotations
 
@@ -22,6 +36,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -46,15 +61,26 @@ np.save(sys.argv[2], emb.astype(np.float32), allow_pickle=False)
 """
 
 
-def apt_indexes() -> tuple[Path, Path]:
-    """Debian's Packages and Translation-en indexes for bookworm main, in a private lists dir."""
+INDEXES = ("binary-amd64_Packages", "i18n_Translation-en", "dep11_Components-amd64", "dep11_icons-64x64")
+# DEP-11 targets as appstream's apt.conf declares them, enabled here whatever the machine's apt says
+DEP11 = {"DEP-11": "$(COMPONENT)/dep11/Components-$(NATIVE_ARCHITECTURE).yml",
+         "DEP-11-icons": "$(COMPONENT)/dep11/icons-64x64.tar"}
+
+
+def apt_indexes() -> dict[str, Path]:
+    """Debian's bookworm main indexes (Packages, Translation-en, DEP-11 components and 64x64
+    icons), fetched by apt into a private lists dir once."""
     def find(kind):
         return next(iter(sorted(LISTS.glob(f"*_debian_dists_bookworm_main_{kind}*"))), None)
-    if find("binary-amd64_Packages") is None or find("i18n_Translation-en") is None:
+    if any(find(k) is None for k in INDEXES):
         (LISTS / "partial").mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "update", "-qq", "-o", f"Dir::State::Lists={LISTS}", "-o",
-                        "Acquire::Languages=en", "-o", "APT::Sandbox::User=root"], check=True)
-    return find("binary-amd64_Packages"), find("i18n_Translation-en")
+        opts = [f"Dir::State::Lists={LISTS}", "Acquire::Languages=en", "APT::Sandbox::User=root"]
+        for target, key in DEP11.items():
+            t = f"Acquire::IndexTargets::deb::{target}::"
+            opts += [t + f"MetaKey={key}", t + f"ShortDescription={target}", t + "DefaultEnabled=true",
+                     t + "KeepCompressed=true"]
+        subprocess.run(["apt-get", "update", "-qq", *[a for o in opts for a in ("-o", o)]], check=True)
+    return {k: find(k) for k in INDEXES}
 
 
 def stanzas(path: Path):
@@ -74,7 +100,8 @@ def stanzas(path: Path):
 
 
 def debtags_rows() -> tuple[list[str], list[str], list[set[str]]]:
-    packages, translations = apt_indexes()
+    lists = apt_indexes()
+    packages, translations = lists["binary-amd64_Packages"], lists["i18n_Translation-en"]
     desc = {(s["Package"], s.get("Description-md5")): s["Description-en"] for s in stanzas(translations)
             if "Description-en" in s}
     ids, texts, tags, seen = [], [], [], set()
@@ -105,6 +132,22 @@ def embed(texts: list[str]):
         return np.load(Path(tmp) / "emb.npy", allow_pickle=False)
 
 
+def write_set(out: Path, ids: list[str], texts: list[str], tags: list[set[str]], names: list[str], img, source: str
+              ) -> Path:
+    """Label matrix over `names`, rows with none of them dropped, texts embedded, one labeled drop."""
+    import numpy as np
+
+    from tasks import contract as c
+    y = np.array([[t in ts for t in names] for ts in tags], dtype=np.uint8)
+    keep = y.any(axis=1)  # a row none of the kept labels covers says nothing about them
+    print(f"{out.name}: {len(ids)} rows, {int(keep.sum())} with one of the {len(names)} labels; embedding",
+          flush=True)
+    txt = embed([t for t, k in zip(texts, keep) if k])
+    c.write_drop(out, out.name, np.ascontiguousarray(img[keep], np.float32), txt, np.array(ids)[keep],
+                 labels=y[keep], label_names=[re.sub(r"[^A-Za-z0-9_.-]+", ".", n) for n in names], source=source)
+    return out
+
+
 def build_debtags(out: Path) -> Path:
     import numpy as np
 
@@ -112,25 +155,88 @@ def build_debtags(out: Path) -> Path:
     if (out / c.MARKER).exists():
         return out
     ids, texts, tags = debtags_rows()
-    counts = collections.Counter(t for ts in tags for t in ts)
-    names = [t for t, _ in counts.most_common(N_TAGS)]
-    y = np.array([[t in ts for t in names] for ts in tags], dtype=np.uint8)
-    keep = y.any(axis=1)  # a package none of the 50 tags covers says nothing about them
-    print(f"debtags: {len(ids)} tagged packages, {int(keep.sum())} with one of the {N_TAGS} tags; embedding",
-          flush=True)
-    txt = embed([t for t, k in zip(texts, keep) if k])
-    c.write_drop(out, out.name, np.zeros((int(keep.sum()), IMG_DIM), np.float32), txt,
-                 np.array(ids)[keep], labels=y[keep], label_names=[n.replace("::", ".") for n in names],
-                 source="Debian bookworm debtags + all-MiniLM-L6-v2 (bench/devsets.py)")
-    return out
+    names = [t for t, _ in collections.Counter(t for ts in tags for t in ts).most_common(N_TAGS)]
+    return write_set(out, ids, texts, tags, names, np.zeros((len(ids), IMG_DIM), np.float32),
+                     "Debian bookworm debtags + all-MiniLM-L6-v2 (bench/devsets.py)")
+
+
+MIN_CATEGORY = 20    # dep11: a category at least this many applications carry is a label
+NOT_TOPICS = {"GTK", "Qt", "KDE", "GNOME", "XFCE", "LXQt", "MATE", "Motif", "Java", "ConsoleOnly", "X-GNOME-Utilities",
+              "X-XFCE", "X-KDE-Utilities-Desktop"}
+ICON_PROJECTION_DIM = 512
+
+
+def dep11_rows() -> tuple[list[str], list[str], list[set[str]], dict[str, str]]:
+    """(ids, texts, categories, icon file per id) of bookworm main's desktop applications."""
+    import yaml
+    lists = apt_indexes()
+    text = subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", str(lists["dep11_Components-amd64"])],
+                          capture_output=True, text=True, check=True).stdout
+    ids, texts, cats, icons = [], [], [], {}
+    for doc in yaml.load_all(text, Loader=yaml.CSafeLoader):
+        if not doc or doc.get("Type") != "desktop-application" or doc["ID"] in icons:
+            continue
+        icon = next((i["name"] for i in (doc.get("Icon") or {}).get("cached", []) if i.get("width") == 64), None)
+        desc = re.sub(r"<[^>]+>", " ", (doc.get("Description") or {}).get("C", ""))
+        words = [(doc.get("Name") or {}).get("C", ""), (doc.get("Summary") or {}).get("C", ""), desc]
+        if icon and doc.get("Categories"):
+            ids.append(doc["ID"])
+            texts.append(" ".join(" ".join(words).split()))
+            cats.append(set(doc["Categories"]) - NOT_TOPICS)
+            icons[doc["ID"]] = icon
+    return ids, texts, cats, icons
+
+
+def icon_features(ids: list[str], icons: dict[str, str], tar_path: Path):
+    """64x64 icons -> RGB on white in [-0.5, 0.5] -> a fixed Gaussian random projection to 512-d."""
+    import io
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+    want = {icons[i]: k for k, i in enumerate(ids)}
+    px = np.zeros((len(ids), 64 * 64 * 3), np.float32)
+    found = np.zeros(len(ids), bool)
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            k = want.get(member.name.lstrip("./"))
+            if k is None or not member.isfile():
+                continue
+            im = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGBA").resize((64, 64))
+            rgb = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            rgb.alpha_composite(im)
+            px[k] = np.asarray(rgb.convert("RGB"), np.float32).ravel() / 255.0 - 0.5
+            found[k] = True
+    proj = np.random.default_rng(0).standard_normal((px.shape[1], ICON_PROJECTION_DIM), dtype=np.float32)
+    return (px @ proj) / np.sqrt(ICON_PROJECTION_DIM, dtype=np.float32), found
+
+
+def build_dep11(out: Path) -> Path:
+    import numpy as np
+
+    from tasks import contract as c
+    if (out / c.MARKER).exists():
+        return out
+    ids, texts, cats, icons = dep11_rows()
+    img, found = icon_features(ids, icons, apt_indexes()["dep11_icons-64x64"])
+    keep = np.flatnonzero(found)  # an icon the metadata names but the tarball lacks: the row is left out
+    ids, texts, cats = [ids[k] for k in keep], [texts[k] for k in keep], [cats[k] for k in keep]
+    names = sorted(t for t, n in collections.Counter(t for ts in cats for t in ts).items() if n >= MIN_CATEGORY)
+    return write_set(out, ids, texts, cats, names, img[keep],
+                     "Debian bookworm DEP-11: icons (random projection) + descriptions (all-MiniLM-L6-v2), "
+                     "freedesktop categories (bench/devsets.py)")
+
+
+BUILDERS = {"debtags": build_debtags, "dep11": build_dep11}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=CACHE / "devsets" / "debtags")
+    ap.add_argument("--sets", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
-    print(build_debtags(args.out))
+    for name in args.sets:
+        print(BUILDERS[name](CACHE / "devsets" / name))
     return 0
 
 

@@ -5,17 +5,20 @@ then `evaluate` with this commit's code, so every figure uses the same metrics o
 test rows):
 
   default   this commit's defaults (tasks/recipe.py)
-  seed      the seed recipe: DataLoader, batch 64, lr 1e-3, fixed 0.5 thresholds, fp32,
-            selection and stopping on val loss, at most 20 epochs
+  seed      the seed recipe (tasks/recipe.py SEED_RECIPE): DataLoader, batch 64, lr 1e-3, fixed 0.5
+            thresholds, fp32, no input scaling, selection and stopping on val loss, at most 20 epochs;
+            trained with the --before commit's code (the seed's plain Lightning loop)
   before    the defaults of an earlier commit (--before, default 493dc09: the recipe of
             c2ed8ba), trained with that commit's code from a git worktree
   baseline  the LogReg baseline evaluate fits on the same data (bounded sample)
-  family:X  the default recipe with another model family (tasks/model.py), one row each
+  only:X    the default recipe with one candidate alone (tasks/recipe.py CANDIDATES), one row each
 
-Sets: `debtags` (bench/devsets.py: Debian packages' descriptions and tags, real labels, text
-view only) and `synthetic` (the full-size WarCov-like drop, 70,252 rows).
+Sets (bench/devsets.py builds the real ones): `debtags` (Debian packages' descriptions and
+tags: real labels, text view only), `dep11` (Debian's desktop applications: icons and
+descriptions, freedesktop categories; small and very imbalanced) and `synthetic` (the
+full-size WarCov-like drop, 70,252 rows: plumbing and speed, not a quality claim).
 
-    python bench/quality.py [--sets debtags synthetic] [--before 493dc09] [--json out.json]
+    python bench/quality.py [--sets debtags dep11 synthetic] [--before 493dc09] [--json out.json]
 """
 from __future__ import annotations
 
@@ -30,8 +33,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SEED = {"loader": "dataloader", "batch_size": 64, "lr": 1e-3, "tune_thresholds": False, "precision": "32",
-        "max_epochs": 20, "select_on": "loss", "patience_steps": 0}
 
 
 def tasks(code: Path, *args) -> dict:
@@ -52,13 +53,29 @@ def synthetic() -> Path:
     return d
 
 
-def run_set(name: str, data: Path, work: Path, before: Path | None, families: list[str]) -> list[dict]:
+def seed_config(code: Path, work: Path) -> Path:
+    """SEED_RECIPE as a config file for `code`'s TrainConfig: the settings it knows (an older
+    commit has no candidates or input scaling, and already stops on val loss at 20 epochs)."""
+    from tasks.recipe import SEED_RECIPE
+    fields = subprocess.run([sys.executable, "-c", "import dataclasses, json, tasks.train as t; "
+                             "print(json.dumps([f.name for f in dataclasses.fields(t.TrainConfig)]))"],
+                            cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True,
+                            check=True).stdout.splitlines()[-1]
+    path = work / f"seed-{code.name}.json"
+    path.write_text(json.dumps({k: v for k, v in SEED_RECIPE.items() if k in json.loads(fields)}))
+    return path
+
+
+def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[str]) -> list[dict]:
+    """The seed recipe runs on the `before` commit's code when there is one: the seed's
+    Lightning module (torch's Adam and Dropout, a logged loss every step), so that the reference
+    does not get faster with this commit's training loop; every run is evaluated by this commit."""
     rows = []
-    recipes = {"default": (REPO, []), "seed": (REPO, ["--config", work / "seed.json"])}
-    recipes.update({f"family:{f}": (REPO, ["--family", f]) for f in families})
+    seed_code = before or REPO
+    recipes = {"default": (REPO, []), "seed": (seed_code, ["--config", seed_config(seed_code, work)])}
+    recipes.update({f"only:{f}": (REPO, ["--candidates", f]) for f in alone})
     if before is not None:
         recipes["before"] = (before, [])
-    (work / "seed.json").write_text(json.dumps(SEED))
     for recipe, (code, flags) in recipes.items():
         run = work / f"{name}-{recipe}"
         t0 = time.perf_counter()
@@ -71,7 +88,9 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, families: li
         summary = json.loads((run / "train_summary.json").read_text())
         rows.append({"set": name, "recipe": recipe, "macro_f1": m["candidate"]["macro_f1"],
                      "micro_f1": m["candidate"]["micro_f1"], "macro_pr_auc": m["candidate"]["macro_pr_auc"],
-                     "train_s": train_s, "epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch")})
+                     "train_s": train_s, "epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
+                     "kept": summary.get("candidate", "mlp"),
+                     "candidates": {c["name"]: round(c["val_macro_f1_tuned"], 4) for c in summary.get("candidates", [])}})
         if baseline:
             b = m["baseline"]
             rows.append({"set": name, "recipe": "baseline", "macro_f1": b["macro_f1"], "micro_f1": b["micro_f1"],
@@ -84,15 +103,15 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, families: li
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sets", nargs="+", default=["debtags", "synthetic"])
+    ap.add_argument("--sets", nargs="+", default=["debtags", "dep11", "synthetic"])
     ap.add_argument("--before", default="493dc09", help="git ref whose defaults are 'before' ('' to skip)")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--families", nargs="*", default=None,
-                    help="model families to add as rows (default: every family but the default's)")
+    ap.add_argument("--alone", nargs="*", default=None,
+                    help="candidates to train alone, a row each (default: every one in tasks/recipe.py CANDIDATES)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
-    from tasks.recipe import FAMILIES, TrainConfig
-    families = [f for f in FAMILIES if f != TrainConfig.family] if args.families is None else args.families
+    from tasks.recipe import CANDIDATES
+    alone = list(CANDIDATES) if args.alone is None else args.alone
     sys.path.insert(0, str(REPO / "bench"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
@@ -104,24 +123,35 @@ def main() -> int:
             before = work / "before"
         try:
             for name in args.sets:
-                if name == "debtags":
-                    import devsets
-                    data = devsets.build_debtags(devsets.CACHE / "devsets" / "debtags")
-                else:
+                if name == "synthetic":
                     data = synthetic()
-                rows += run_set(name, data, work, before, families)
+                else:
+                    import devsets
+                    data = devsets.BUILDERS[name](devsets.CACHE / "devsets" / name)
+                rows += run_set(name, data, work, before, alone)
         finally:
             if before is not None:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)],
                                capture_output=True)
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
-    print("| set | recipe | macro-F1 | micro-F1 | macro PR-AUC | train s | epochs (kept) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| set | recipe | macro-F1 | micro-F1 | macro PR-AUC | train + select s | vs seed time | epochs (kept) "
+          "| model kept |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        seed_s = next(x["train_s"] for x in rows if x["set"] == r["set"] and x["recipe"] == "seed")
         t = f"{r['train_s']:.1f}" if r["train_s"] is not None else "-"
+        ratio = f"{r['train_s'] / seed_s:.2f}x" if r["train_s"] is not None else "-"
         e = f"{r['epochs']} ({r['best_epoch']})" if r["epochs"] else "-"
         print(f"| {r['set']} | {r['recipe']} | {r['macro_f1']:.4f} | {r['micro_f1']:.4f} | {r['macro_pr_auc']:.4f} "
-              f"| {t} | {e} |")
+              f"| {t} | {ratio} | {e} | {r.get('kept', '-')} |")
+    print("\n| set | default | baseline | default - baseline | before | default - before | best row | gap to best |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in dict.fromkeys(r["set"] for r in rows):
+        got = {r["recipe"]: r["macro_f1"] for r in rows if r["set"] == name}
+        best = max(got, key=got.get)
+        b = got.get("before", float("nan"))
+        print(f"| {name} | {got['default']:.4f} | {got['baseline']:.4f} | {got['default'] - got['baseline']:+.4f} "
+              f"| {b:.4f} | {got['default'] - b:+.4f} | {best} {got[best]:.4f} | {got[best] - got['default']:.4f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

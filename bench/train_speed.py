@@ -25,11 +25,11 @@ import torch
 from tasks import dataset as ds
 from tasks import metrics, model as mdl, synth
 from tasks.split import TEST
+from tasks.recipe import SEED_RECIPE
 from tasks.train import TrainConfig, train
 
 RECIPES = {
-    "seed": TrainConfig(loader="dataloader", batch_size=64, lr=1e-3, tune_thresholds=False, precision="32",
-                        lr_patience=10, lr_factor=0.1, max_epochs=20, select_on="loss", patience_steps=0),
+    "seed": TrainConfig.from_overrides(SEED_RECIPE),
     "ours": TrainConfig(),
 }
 
