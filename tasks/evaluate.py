@@ -78,9 +78,10 @@ def evaluate(run_dir: Path, data: list[Path], out: Path, *, champion: Path | Non
         models[k] = metrics.compute(test_y, p, thresholds[k], d.label_names)
         models[k]["macro_f1_at_0.5"] = metrics.macro_f1(test_y, p, 0.5)
     t = RunDir(run_dir).thresholds()  # how each of the candidate's thresholds was set, next to its test figures
-    for k, row in enumerate(models["candidate"]["per_class"]):
-        row.update({"threshold": t["thresholds"][k], "threshold_method": (t.get("methods") or ["?"] * (k + 1))[k],
-                    "val_support": (t.get("val_support") or [None] * (k + 1))[k]})
+    n = len(d.label_names)
+    for row, thr, method, support in zip(models["candidate"]["per_class"], t["thresholds"],
+                                         t.get("methods") or ["?"] * n, t.get("val_support") or [None] * n):
+        row.update({"threshold": thr, "threshold_method": method, "val_support": support})
     result = {"candidate_run": str(run_dir), "champion_run": str(champion) if "champion" in models else None,
               "data_version": d.version, "test_rows": int(len(test_y)), "split_seed": summary["params"]["split_seed"],
               "baseline_train_rows": int(min(baseline_rows, len(d.index(TRAIN)))) if with_baseline else None,
@@ -142,7 +143,7 @@ def model_card(result: dict, summary: dict, thresholds: dict) -> str:
     return f"""# Model card: social-tone topic classifier
 
 - Run: `{result['candidate_run']}` (MLflow run {summary.get('mlflow_run_id') or 'not tracked'})
-- Data version: `{result['data_version']}`; test rows: {result['test_rows']} (hash split, seed {result['split_seed']})
+- Data version: `{result['data_version']}`; test rows: {result['test_rows']} (hash split with rare topics topped up, seed {result['split_seed']})
 - Model: {mdl.describe(model_cfg)}
 - Selection on validation macro-F1 (tuned thresholds): {selection}
 - Training: batch {p['batch_size']}, lr {(summary.get('kept') or p)['lr']}, best epoch {summary['best_epoch']} of {summary['epochs_run']}; git {p['git_commit'][:12]}

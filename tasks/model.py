@@ -4,11 +4,11 @@
   resmlp  concat -> Linear -> `depth` pre-norm residual blocks (LayerNorm, GELU) -> LayerNorm -> Linear
   linear  concat -> Linear (a logistic regression per label, trained like the others)
 
-With `standardize` (every run since issue 12), the concatenated input is first scaled per
-column by the train split's mean and standard deviation, as the LogReg baseline's
-StandardScaler does: sentence embeddings have tiny, unequal column scales, and an optimizer
-with one learning rate learns slowly on them. The statistics are buffers of the model, so the
-ONNX graph carries them. Every family exports to the same ONNX signature
+With `standardize` (every run since issue 12), the concatenated input is first centred and
+scaled by statistics of the train split (tasks.train.input_stats: one scale per modality by
+default, or per column as the LogReg baseline's StandardScaler): image and text embeddings come
+at very different scales, and one learning rate serves both badly. The statistics are buffers
+of the model, so the ONNX graph carries them. Every family exports to the same ONNX signature
 (img_emb, txt_emb -> logits).
 """
 from __future__ import annotations
