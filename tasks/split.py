@@ -61,13 +61,13 @@ def assign_drops(ids: np.ndarray, labels: np.ndarray, drop: np.ndarray, seed: in
     first = np.sort(first_of_id)  # the rows that are an id's first occurrence, in row order
     u = uniform(ids[first], seed)
     split = by_hash(u, fractions)
-    y = np.asarray(labels[first], dtype=np.int64)
+    y = np.asarray(labels)[first]  # uint8 as stored (an int64 copy of a long history would be 8x the memory)
     counts = np.zeros((3, y.shape[1]), np.int64)
     eval_fraction = {VAL: fractions[1], TEST: 1 - fractions[0] - fractions[1]}
     for k in np.unique(drop[first]):
         rows = np.flatnonzero(drop[first] == k)
         for s in (TRAIN, VAL, TEST):
-            counts[s] += y[rows[split[rows] == s]].sum(0)
+            counts[s] += y[rows[split[rows] == s]].sum(0, dtype=np.int64)
         n = counts.sum(0)
         for c in np.argsort(n, kind="stable"):
             for target in (TEST, VAL):
@@ -77,7 +77,7 @@ def assign_drops(ids: np.ndarray, labels: np.ndarray, drop: np.ndarray, seed: in
                 cand = rows[(split[rows] == TRAIN) & (y[rows, c] > 0)]
                 take = cand[np.argsort(-u[cand], kind="stable")[:deficit]]
                 split[take] = target
-                moved = y[take].sum(0)
+                moved = y[take].sum(0, dtype=np.int64)
                 counts[TRAIN] -= moved
                 counts[target] += moved
     out = np.empty(len(ids), np.int8)
