@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)
 # ignored"): hundreds of harmless lines, filtered out (pip's own exit status is kept)
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; test $${PIPESTATUS[0]} -eq 0
 
-.PHONY: venv airflow-venv engine images demo down clean lint test test-tasks test-airflow bench-train bench-quality bench-memory bench-serving bench-d2s fuzz gpu-smoke team-up team-down team-test clean-venv
+.PHONY: venv airflow-venv engine images demo down clean lint test test-tasks test-airflow bench-train bench-quality bench-memory bench-serving bench-d2s bench-alerts fuzz gpu-smoke team-up team-down team-test clean-venv
 
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
@@ -85,6 +85,13 @@ bench-memory: venv
 
 bench-serving: venv
 	$(PY) bench/serving.py --reloads 100 --clients 4
+
+# Spike alerts on NAB's real volumes, side by side with NAB's published detectors (a NAB checkout
+# at NAB_DIR, default ~/.cache/social-tone/nab); rewrites the table in docs/benchmarks.md and the
+# calibration the daily monitor quotes.
+bench-alerts: venv
+	$(PY) bench/alerts.py --json bench/results/alerts-$$(date +%F).json --doc docs/benchmarks.md \
+	  --calibration tasks/detect_calibration.json
 
 bench-d2s: venv airflow-venv images
 	SOCIAL_TONE_TASKS_PYTHON=$(PY) $(AF_PY) bench/drop_to_serving.py --rows 70252

@@ -201,6 +201,11 @@ def cmd_monitor(args) -> dict:
             "report": str(Path(args.root) / r["day"] / monitor.PAGE), "dashboard": args.dashboard and str(args.dashboard)}
 
 
+def cmd_detect(args) -> dict:
+    from tasks import detect
+    return detect.detect_csv(args.csv, args.out, args.z)
+
+
 def cmd_data_checkout(args) -> dict:
     from tasks import lineage
     return lineage.checkout(args.run, args.dataset, args.out)
@@ -254,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tasks.triton.repo import MAX_BATCH  # light: no ML imports
     from tasks.gate import FLOOR, TOLERANCE
     from tasks.recipe import BASELINE_ROWS, KNOBS
+    from tasks.detect import DAILY, SERIES_Z  # numpy only
     model = env.get("SOCIAL_TONE_MODEL_NAME")
     p = argparse.ArgumentParser(prog="python -m tasks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -427,15 +433,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--day", required=True, help="YYYY-MM-DD")
     s.add_argument("--root", type=Path, required=True, help="monitoring root (earlier days are read from here)")
     s.add_argument("--drop", type=Path, default=None, help="the day's drop, for input drift")
-    s.add_argument("--window", type=int, default=28, help="trailing days to compare with")
-    s.add_argument("--z", type=float, default=4.0, help="robust z-score for a spike")
-    s.add_argument("--min-count", type=int, default=20, help="minimum expected posts for a spike")
-    s.add_argument("--min-history", type=int, default=7, help="earlier days needed before spikes are called")
+    s.add_argument("--window", type=int, default=DAILY.window, help="trailing days to compare with")
+    s.add_argument("--z", type=float, default=DAILY.z, help="robust z-score for a spike")
+    s.add_argument("--min-count", type=int, default=DAILY.min_count, help="minimum expected posts for a spike")
+    s.add_argument("--min-history", type=int, default=DAILY.min_history, help="earlier days needed before spikes are called")
     s.add_argument("--drift", type=float, default=0.05, help="input mean-shift floor (in units of spread)")
     s.add_argument("--psi", type=float, default=0.1, help="prediction-drift PSI threshold")
     s.add_argument("--dashboard", type=Path, default=None, help="also rebuild the trends dashboard (HTML) here")
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_monitor)
+
+    s = sub.add_parser("detect", help="spikes in one volume series: NAB's timestamp,value CSV -> "
+                                      "timestamp,value,anomaly_score,alarm,z (tasks/detect.py)")
+    s.add_argument("--csv", type=Path, required=True, help="input: a header 'timestamp,value', then one row per point")
+    s.add_argument("--out", type=Path, required=True, help="output CSV (written atomically)")
+    s.add_argument("--z", type=float, default=SERIES_Z, help="robust z-score that raises an alarm "
+                   "(docs/benchmarks.md 'Spike alerts': what each z costs in false alarms)")
+    s.set_defaults(func=cmd_detect)
 
     s = sub.add_parser("data", help="the DVC-versioned dataset: `data checkout` restores a model's training data")
     data = s.add_subparsers(dest="data_command", required=True)

@@ -191,6 +191,7 @@ td,th{{padding:2px 10px;border-bottom:1px solid #ddd;text-align:left}} .spikes t
 trailing window (robust z-score); <b>drift</b> means the day's inputs or predicted topic mix moved away from the window.
 Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.</p>
 <h2 id="spikes">Spikes ({len(spikes)})</h2>
+{f"<p><small>{html.escape(reports[-1]['alarm_trust'])}</small></p>" if reports and reports[-1].get("alarm_trust") else ""}
 {_table(["day", "topic", "posts (expected)", "usual", "z"], spike_rows, "spikes") if spikes else "<p>none so far</p>"}
 {charts}
 <h2 id="drift">Drift flags ({len(drift_rows)})</h2>

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks import env, tracking
+from tasks.detect import DAILY, robust_z, trust
 from tasks.contract import IMG, TXT, open_drop, read_rows
 from tasks.fsutil import atomic_dir, atomic_write_json, atomic_write_text
 
@@ -102,21 +103,14 @@ def history(root: Path, day: dt.date, window: int) -> list[dict]:
     return found
 
 
-def robust_z(share: float, past: np.ndarray, n: int) -> tuple[float, float, float]:
-    """(z, median share, sigma of the share)."""
-    med = float(np.median(past))
-    mad = float(np.median(np.abs(past - med)))
-    sigma = max(1.4826 * mad, np.sqrt(max(med * (1 - med), 1e-12) / max(n, 1)), 1.0 / max(n, 1))
-    return (share - med) / sigma, med, sigma
-
-
 def psi(p: np.ndarray, q: np.ndarray, eps: float = 1e-4) -> float:
     p = np.clip(p / max(p.sum(), eps), eps, None); q = np.clip(q / max(q.sum(), eps), eps, None)
     return float(np.sum((p - q) * np.log(p / q)))
 
 
-def analyse(day: dt.date, pred: dict, stats: dict | None, past: list[dict], z_thr: float = 4.0,
-            min_count: int = 20, min_history: int = 7, drift_thr: float = 0.05, psi_thr: float = 0.1) -> dict:
+def analyse(day: dt.date, pred: dict, stats: dict | None, past: list[dict], z_thr: float = DAILY.z,
+            min_count: int = DAILY.min_count, min_history: int = DAILY.min_history, drift_thr: float = 0.05,
+            psi_thr: float = 0.1) -> dict:
     names, n = pred["names"], pred["rows"]
     shares = np.asarray(pred["mean_prob"], dtype=float)  # expected share: sum of probabilities / posts
     past_shares = np.array([r["shares"] for r in past]) if past else np.zeros((0, len(names)))
@@ -126,7 +120,7 @@ def analyse(day: dt.date, pred: dict, stats: dict | None, past: list[dict], z_th
         t = {"topic": name, "count": int(pred["counts"][k]), "expected": round(float(shares[k]) * n, 1),
              "share": float(shares[k])}
         if len(past):
-            z, med, sigma = robust_z(float(shares[k]), past_shares[:, k], n)
+            z, med, sigma = (float(v) for v in robust_z(float(shares[k]), past_shares[:, k], n))
             # spike_level: the volume that would have made today a spike (the dashboard's band)
             t.update(median_share=med, expected_count=round(med * n, 1), z=round(float(z), 2),
                      spike_level=round(max((med + z_thr * sigma) * n, min_count), 1))
@@ -153,7 +147,7 @@ def analyse(day: dt.date, pred: dict, stats: dict | None, past: list[dict], z_th
             "history_days": len(past), "status": "warming_up" if warming else "ok",
             "params": {"z": z_thr, "min_count": min_count, "min_history": min_history},
             "shares": [float(s) for s in shares], "topic_names": names, "topics": topics,
-            "spikes": [s["topic"] for s in spikes], "drift": drift,
+            "spikes": [s["topic"] for s in spikes], "drift": drift, "alarm_trust": trust(z_thr),
             "alerts": [f"spike: {s['topic']} ~{s['expected']:.0f} posts ({s['share']:.2%}, usual {s['median_share']:.2%}, "
                        f"z={s['z']})" for s in spikes]
                       + [f"drift: {m} {'PSI' if m == 'predictions' else 'mean shift'} "
@@ -206,13 +200,14 @@ def page(report: dict, dashboard_link: str | None = None) -> str:
     drift = "".join(f"<li>{html.escape(line)}</li>" for line in drift_in_words(report["drift"])) or \
         "<li>not measured yet: no earlier days to compare with</li>"
     alerts = "".join(f"<li>{html.escape(a)}</li>" for a in report["alerts"]) or "<li>none</li>"
+    trust_line = f"<p><small>{html.escape(report['alarm_trust'])}</small></p>" if report.get("alarm_trust") else ""
     dashboard = f'<p><a href="{html.escape(dashboard_link)}">All days: the trends dashboard</a></p>' if dashboard_link else ""
     return f"""<!doctype html><meta charset="utf-8"><title>social-tone {report['day']}</title>
 <style>body{{font:14px sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:right}} .spike{{background:#fdd}}</style>
 <h1>Topic monitoring, {report['day']}</h1>
 <p>{report['rows']} posts, model version(s) {', '.join(report['model_versions'])}; {report['history_days']} earlier
 days in the window; status: {report['status']}.</p>
-<h2>Alerts</h2><ul>{alerts}</ul>
+<h2>Alerts</h2><ul>{alerts}</ul>{trust_line}
 <img src="{CHART}" alt="topic volumes" style="max-width:100%">
 <h2>Drift</h2><ul>{drift}</ul>
 {dashboard}<h2>Topics (highest z first)</h2><table><tr><th>topic</th><th>posts</th><th>share</th><th>usual share</th><th>z</th></tr>{rows}</table>
@@ -226,7 +221,8 @@ def alert(report: dict) -> None:
         return
     for a in report["alerts"]:
         log.warning("ALERT %s %s", report["day"], a)
-    payload = json.dumps({"day": report["day"], "alerts": report["alerts"], "spikes": report["spikes"]}).encode()
+    payload = json.dumps({"day": report["day"], "alerts": report["alerts"], "spikes": report["spikes"],
+                          "alarm_trust": report.get("alarm_trust")}).encode()
     if url := env.get("SOCIAL_TONE_ALERT_WEBHOOK"):
         try:
             req = urllib.request.Request(url, payload, {"Content-Type": "application/json"})
@@ -239,7 +235,7 @@ def alert(report: dict) -> None:
             log.error("alert command failed (%d): %s", p.returncode, p.stderr.decode()[-500:])
 
 
-def monitor(predictions: Path, day: dt.date, root: Path, *, drop: Path | None = None, window: int = 28,
+def monitor(predictions: Path, day: dt.date, root: Path, *, drop: Path | None = None, window: int = DAILY.window,
             tracking_uri: str | None = None, dashboard: Path | None = None, **thresholds) -> dict:
     """One day's report under root/<day>/; with `dashboard`, the trends page over every day is
     rebuilt there too (tasks/dashboard.py)."""
