@@ -85,7 +85,8 @@ def evaluate(run_dir: Path, data: list[Path], out: Path, *, champion: Path | Non
     result = {"candidate_run": str(run_dir), "champion_run": str(champion) if "champion" in models else None,
               "data_version": d.version, "test_rows": int(len(test_y)), "split_seed": summary["params"]["split_seed"],
               "baseline_train_rows": int(min(baseline_rows, len(d.index(TRAIN)))) if with_baseline else None,
-              "models": models, "seconds": time.perf_counter() - t0}
+              "models": models, "selection": selection_optimism(summary, models["candidate"]["macro_f1"]),
+              "seconds": time.perf_counter() - t0}
     for name, m in models.items():
         log.info("%-9s macro-F1 %.4f (at 0.5: %.4f) micro-F1 %.4f macro PR-AUC %.4f exact-match %.4f",
                  name, m["macro_f1"], m["macro_f1_at_0.5"], m["micro_f1"], m["macro_pr_auc"],
@@ -107,6 +108,14 @@ def evaluate(run_dir: Path, data: list[Path], out: Path, *, champion: Path | Non
     return result
 
 
+def selection_optimism(summary: dict, test_f1: float) -> dict:
+    """How much the kept model's validation score (on which it was chosen and its thresholds tuned)
+    overstates its test score: large when selection fits noise in the validation rows."""
+    val = summary.get("val_macro_f1_tuned")
+    return {"kept": summary.get("candidate"), "val_macro_f1_tuned": val, "test_macro_f1": test_f1,
+            "optimism": None if val is None else round(float(val) - float(test_f1), 4)}
+
+
 WEAK_F1 = 0.2  # the model card lists every supported topic below this test F1
 
 
@@ -118,6 +127,12 @@ def standing(models: dict) -> list[str]:
              for name, m in models.items() if name != "candidate"] or ["- no champion and no baseline were scored"]) \
         + ([f"- vs its own scores at the seed's fixed 0.5 thresholds: {c:.4f} vs {half:.4f} ({c - half:+.4f})"]
            if half is not None else [])
+
+
+def _optimism(sel: dict | None) -> str:
+    if not sel or sel.get("optimism") is None:
+        return "not measured"
+    return f"{sel['val_macro_f1_tuned']:.4f} - {sel['test_macro_f1']:.4f} = {sel['optimism']:+.4f}"
 
 
 def model_card(result: dict, summary: dict, thresholds: dict) -> str:
@@ -146,6 +161,7 @@ def model_card(result: dict, summary: dict, thresholds: dict) -> str:
 - Data version: `{result['data_version']}`; test rows: {result['test_rows']} (hash split with rare topics topped up, seed {result['split_seed']})
 - Model: {mdl.describe(model_cfg)}
 - Selection on validation macro-F1 (tuned thresholds): {selection}
+- Selection optimism (its validation macro-F1 minus its test macro-F1): {_optimism(result.get('selection'))}
 - Training: batch {p['batch_size']}, lr {(summary.get('kept') or p)['lr']}, best epoch {summary['best_epoch']} of {summary['epochs_run']}; git {p['git_commit'][:12]}
 - Thresholds: {thr_text}
 

@@ -9,8 +9,9 @@ import torch
 
 from tasks import contract as c
 from tasks import dataset as ds
-from tasks import metrics, model as mdl, synth
+from tasks import gate, metrics, model as mdl, synth
 from tasks.evaluate import evaluate
+from tasks.rundir import RunDir
 from tasks.split import TEST
 from tasks.train import TrainConfig, train
 from tests.conftest import make_drop
@@ -146,7 +147,6 @@ def test_cli_end_to_end_with_plain_epoch_logs(tmp_path):
 
 def test_model_card_lists_weak_and_unsupported_topics_and_the_gate_says_why(tmp_path):
     """A label set where one topic never occurs in the data and one is nearly noise."""
-    from tasks import gate
     rng = np.random.default_rng(0)
     n, names = 3000, ["common", "noisy", "absent"]
     img = rng.standard_normal((n, 8)).astype(np.float32)
@@ -159,6 +159,10 @@ def test_model_card_lists_weak_and_unsupported_topics_and_the_gate_says_why(tmp_
     r = evaluate(tmp_path / "run", [tmp_path / "d"], tmp_path / "eval", tracking_uri="none")
     card = (tmp_path / "eval" / "model_card.md").read_text()
     assert r["models"]["candidate"]["unsupported_labels"] == ["absent"]
+    val = RunDir(tmp_path / "run").summary()["val_macro_f1_tuned"]
+    sel = json.loads((tmp_path / "eval" / "metrics.json").read_text())["selection"]
+    assert sel["optimism"] == round(val - r["models"]["candidate"]["macro_f1"], 4)
+    assert f"Selection optimism (its validation macro-F1 minus its test macro-F1): {val:.4f} - " in card
     assert "## Topics without test rows (1)\n\nabsent" in card and "Macro averages cover the 2 of 3 topics" in card
     noisy = next(w for w in r["models"]["candidate"]["per_class"] if w["label"] == "noisy")
     assert noisy["f1"] < 0.2 and f"| noisy | {noisy['f1']:.3f} |" in card and "| common |" not in card
@@ -178,3 +182,37 @@ def test_model_card_lists_weak_and_unsupported_topics_and_the_gate_says_why(tmp_
     p = subprocess.run([sys.executable, "-m", "tasks", "gate", "--metrics", tmp_path / "eval" / "metrics.json"],
                        capture_output=True, text=True)
     assert p.returncode == 5 and "LogReg baseline" in p.stderr
+
+
+def _metrics(cand, champion=None, baseline=None):
+    models = {"candidate": {"macro_f1": cand}}
+    if champion is not None:
+        models["champion"] = {"macro_f1": champion}
+    if baseline is not None:
+        models["baseline"] = {"macro_f1": baseline}
+    return {"models": models}
+
+
+@pytest.mark.parametrize("cand, champion, baseline, blessed", [
+    (0.50, None, None, True),        # first model: only the floor
+    (0.09, None, None, False),       # below the floor
+    (0.10, None, None, True),        # at the floor
+    (0.50, None, 0.50, True),        # level with the baseline
+    (0.499, None, 0.50, False),      # below the baseline on test: never blessed, whatever the tolerance
+    (0.491, 0.50, None, True),       # within the champion tolerance
+    (0.489, 0.50, None, False),      # outside it
+    (0.495, 0.50, 0.49, True),       # within tolerance of the champion, above the baseline
+    (0.495, 0.50, 0.496, False),     # within tolerance of the champion, below the baseline
+])
+def test_bless_at_each_boundary(cand, champion, baseline, blessed):
+    b = gate.bless(_metrics(cand, champion, baseline), tolerance=0.01, floor=0.1)
+    assert b["blessed"] is blessed and b["passed"] is blessed
+    forced = gate.bless(_metrics(cand, champion, baseline), tolerance=0.01, floor=0.1, force=True)
+    assert forced["blessed"] and forced["passed"] is blessed
+
+
+def test_selection_optimism_is_val_minus_test():
+    from tasks.evaluate import selection_optimism
+    s = selection_optimism({"candidate": "resmlp", "val_macro_f1_tuned": 0.384}, 0.352)
+    assert s == {"kept": "resmlp", "val_macro_f1_tuned": 0.384, "test_macro_f1": 0.352, "optimism": 0.032}
+    assert selection_optimism({}, 0.3)["optimism"] is None
