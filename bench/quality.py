@@ -90,7 +90,8 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[
                      "micro_f1": m["candidate"]["micro_f1"], "macro_pr_auc": m["candidate"]["macro_pr_auc"],
                      "train_s": train_s, "epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
                      "kept": summary.get("candidate", "mlp"),
-                     "candidates": {c["name"]: round(c["val_macro_f1_tuned"], 4) for c in summary.get("candidates", [])}})
+                     "candidates": {c["name"]: round(c.get("val_macro_f1_crossfit") or c["val_macro_f1_tuned"], 4)
+                                    for c in summary.get("candidates", [])}})
         if baseline:
             b = m["baseline"]
             rows.append({"set": name, "recipe": "baseline", "macro_f1": b["macro_f1"], "micro_f1": b["micro_f1"],

@@ -152,15 +152,16 @@ def model_card(result: dict, summary: dict, thresholds: dict) -> str:
     p = summary["params"]
     model_cfg = mdl.ModelConfig(**summary["model"])
     tried = summary.get("candidates") or []
-    selection = ("; ".join(f"{t['name']} {t['val_macro_f1_tuned']:.4f}" for t in tried)
-                 + f" -> kept {summary.get('candidate')}") if len(tried) > 1 else "one candidate, no selection"
+    selection = ("; ".join(f"{t['name']} {t.get('val_macro_f1_crossfit') or t['val_macro_f1_tuned']:.4f}" for t in tried)
+                 + f" -> kept {summary.get('candidate')} (cross-fitted thresholds; the fewest parameters within "
+                 f"{p.get('select_margin', 0):g} of the best)") if len(tried) > 1 else "one candidate, no selection"
     unsupported = c.get("unsupported_labels", [])
     return f"""# Model card: social-tone topic classifier
 
 - Run: `{result['candidate_run']}` (MLflow run {summary.get('mlflow_run_id') or 'not tracked'})
 - Data version: `{result['data_version']}`; test rows: {result['test_rows']} (hash split with rare topics topped up, seed {result['split_seed']})
 - Model: {mdl.describe(model_cfg)}
-- Selection on validation macro-F1 (tuned thresholds): {selection}
+- Selection on validation macro-F1: {selection}
 - Selection optimism (its validation macro-F1 minus its test macro-F1): {_optimism(result.get('selection'))}
 - Training: batch {p['batch_size']}, lr {(summary.get('kept') or p)['lr']}, best epoch {summary['best_epoch']} of {summary['epochs_run']}; git {p['git_commit'][:12]}
 - Thresholds: {thr_text}

@@ -1,6 +1,7 @@
 """The classifier: early fusion over image and text embeddings, in one of a few families.
 
   mlp     concat -> Linear -> ReLU -> Dropout -> Linear (the seed's model)
+  lnmlp   concat -> Linear -> LayerNorm -> GELU -> Dropout -> Linear
   resmlp  concat -> Linear -> `depth` pre-norm residual blocks (LayerNorm, GELU) -> LayerNorm -> Linear
   linear  concat -> Linear (a logistic regression per label, trained like the others)
 
@@ -86,6 +87,9 @@ class FusionMLP(nn.Module):
         if cfg.family == "mlp":
             self.net = nn.Sequential(nn.Linear(d_in, cfg.hidden), nn.ReLU(), Dropout(cfg.dropout),
                                      nn.Linear(cfg.hidden, cfg.n_labels))
+        elif cfg.family == "lnmlp":
+            self.net = nn.Sequential(nn.Linear(d_in, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
+                                     Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.n_labels))
         elif cfg.family == "resmlp":
             self.net = nn.Sequential(nn.Linear(d_in, cfg.hidden), *[Residual(cfg.hidden, cfg.dropout)
                                                                     for _ in range(cfg.depth)],
@@ -108,6 +112,8 @@ def describe(cfg: ModelConfig) -> str:
     x = f"concat(img {cfg.img_dim}, txt {cfg.txt_dim})" + (" -> standardize" if cfg.standardize else "")
     if cfg.family == "mlp":
         return f"{x} -> Linear({cfg.hidden}) -> ReLU -> Dropout({cfg.dropout}) -> Linear({cfg.n_labels})"
+    if cfg.family == "lnmlp":
+        return f"{x} -> Linear({cfg.hidden}) -> LayerNorm -> GELU -> Dropout({cfg.dropout}) -> Linear({cfg.n_labels})"
     if cfg.family == "resmlp":
         return (f"{x} -> Linear({cfg.hidden}) -> {cfg.depth} residual blocks (LayerNorm, GELU, Dropout({cfg.dropout}))"
                 f" -> LayerNorm -> Linear({cfg.n_labels})")

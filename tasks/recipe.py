@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 
-FAMILIES = ("mlp", "resmlp", "linear")  # tasks/model.py builds each (kept here: stdlib only, for the form)
+FAMILIES = ("mlp", "lnmlp", "resmlp", "linear")  # tasks/model.py builds each (kept here: stdlib only, for the form)
 # What `candidates` may name: a family with the widths it is tried at. "mlp" and "resmlp" take
 # the run's hidden and dropout; "wide" is the mlp at the width that won on the real text set
 # (docs/benchmarks.md).
 CANDIDATES = {
     "mlp": {"family": "mlp"},
     "wide": {"family": "mlp", "hidden": 1024, "dropout": 0.5},
+    "lnmlp": {"family": "lnmlp"},
     "resmlp": {"family": "resmlp"},
+    # the recipe that is best known on frozen sentence embeddings (issue 23): a wide hidden layer
+    # with LayerNorm and GELU, AdamW with weight decay, a one-cycle learning rate
+    "strong": {"family": "lnmlp", "hidden": 1024, "dropout": 0.5, "weight_decay": 0.05, "lr_schedule": "onecycle"},
     "linear": {"family": "linear"},
 }
 BASELINE_ROWS = 50_000  # evaluate's LogReg baseline fits on a seeded sample of at most this many train rows
@@ -31,8 +35,12 @@ class TrainConfig:
     batch_size: int = 512
     lr: float = 3e-3
     weight_decay: float = 0.0      # AdamW's decoupled weight decay (0: plain Adam, the seed's)
+    lr_schedule: str = "plateau"   # "plateau" (ReduceLROnPlateau on val loss, the seed's) or "onecycle" (up to lr
+                                   # over the first 10% of the step budget, then cosine down)
     candidates: str = "mlp,linear"  # comma-separated CANDIDATES, trained in order; the best on val is kept
     select_seconds: int = 1800     # a candidate starts only while the run has spent less than this
+    select_margin: float = 0.003   # candidates within this of the best (cross-fitted val macro-F1): the one with
+                                   # the fewest parameters is kept (a difference that small is noise on val)
     race_margin: float = 0.05      # a later candidate trailing the best so far by more than this (val macro-F1) ...
     race_steps: int = 300          # ... after this many steps stops early (0 margin: every candidate trains fully)
     family: str = "mlp"            # the model family of a single run (each candidate sets its own)
@@ -78,9 +86,10 @@ class TrainConfig:
         if cfg.precision not in ("auto", "32", "bf16-mixed"):
             raise ValueError("precision must be 'auto', '32' or 'bf16-mixed'")
         if cfg.batch_size < 1 or cfg.max_epochs < 0 or cfg.budget_steps < 1 or cfg.lr <= 0 or cfg.cache_mb < 0 or cfg.check_rows < 1 \
-                or cfg.window_drops < 0 or cfg.select_seconds < 1 or cfg.race_margin < 0 or cfg.race_steps < 0:
+                or cfg.window_drops < 0 or cfg.select_seconds < 1 or cfg.race_margin < 0 or cfg.race_steps < 0 \
+                or cfg.select_margin < 0:
             raise ValueError("batch_size, budget_steps, lr, check_rows and select_seconds must be positive; "
-                             "max_epochs, cache_mb, window_drops, race_margin and race_steps >= 0")
+                             "max_epochs, cache_mb, window_drops, race_margin, race_steps and select_margin >= 0")
         return cfg
 
     def candidate_configs(self) -> list[tuple[str, "TrainConfig"]]:
@@ -138,7 +147,8 @@ KNOBS = (
          minimum=0),
     Knob("budget_steps", "budget_steps", "optimizer steps of each candidate when epochs is 0", form=True, minimum=1),
     Knob("candidates", "candidates", "model candidates to train, comma-separated, the best on validation is served: "
-         "mlp (the seed's), wide (mlp 1024, dropout 0.5), resmlp (residual, LayerNorm), linear", form=True,
+         "mlp (the seed's), wide (mlp 1024, dropout 0.5), lnmlp (mlp with LayerNorm, GELU), strong (lnmlp 1024, AdamW, one-cycle), "
+         "resmlp (residual, LayerNorm), linear", form=True,
          pattern="^({0})(,({0}))*$".format("|".join(CANDIDATES))),
     Knob("select_seconds", "select_seconds", "time budget of the selection: no candidate starts after it",
          form=True, minimum=1),

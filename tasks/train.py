@@ -113,10 +113,12 @@ def _tensors(d: ds.Dataset, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
 
 
 class LitFusion(L.LightningModule):
-    def __init__(self, model_cfg: mdl.ModelConfig, cfg: TrainConfig, pos_weight: torch.Tensor | None):
+    def __init__(self, model_cfg: mdl.ModelConfig, cfg: TrainConfig, pos_weight: torch.Tensor | None,
+                 total_steps: int = 1):
         super().__init__()
         self.model = mdl.FusionMLP(model_cfg)
         self.cfg = cfg
+        self.total_steps = total_steps  # the step budget a one-cycle schedule spans
         self.loss = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._loss_sum, self._loss_rows = 0.0, 0
@@ -153,6 +155,10 @@ class LitFusion(L.LightningModule):
         # fused: one kernel for every parameter, half the time of the per-tensor loop on CPU
         opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=True) \
             if self.cfg.weight_decay else torch.optim.Adam(self.parameters(), lr=self.cfg.lr, fused=True)
+        if self.cfg.lr_schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.cfg.lr, total_steps=self.total_steps,
+                                                        pct_start=0.1)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.cfg.lr_factor,
                                                            patience=self.cfg.lr_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
@@ -309,11 +315,13 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
             race = (max(f.score for f in tried), cfg.race_margin, cfg.race_steps) if tried and cfg.race_margin else None
             tried.append(fit_candidate(name, ccfg, d, loaders, norm, pos_weight, precision, active,
                                        cfg.select_seconds - spent, tag=len(candidates) > 1, race=race))
-        best = max(tried, key=lambda f: f.score)  # the first of equals: the order is the preference
+        best = select(tried, d, cfg.select_margin, cfg.split_seed)
         if len(tried) > 1:
             for f in tried:
-                log.info("selection: %-7s val macro-F1 (tuned) %.4f, best epoch %d of %d, %.1fs%s", f.name, f.score,
-                         f.report.best_epoch, len(f.report.history), f.seconds, "  <- kept" if f is best else "")
+                log.info("selection: %-7s val macro-F1 cross-fitted %s (tuned on the same rows %.4f), %d parameters, "
+                         "best epoch %d of %d, %.1fs%s", f.name, "-" if f.crossfit is None else f"{f.crossfit:.4f}",
+                         f.score, f.parameters, f.report.best_epoch, len(f.report.history), f.seconds,
+                         "  <- kept" if f is best else "")
             for row in best.report.history:  # the kept model's curves under the plain names
                 log_epoch(active, row)
         lit, report, model_cfg, max_epochs, patience = best.lit, best.report, best.model_cfg, best.max_epochs, \
@@ -370,16 +378,44 @@ class Fitted:
     max_epochs: int
     patience: int
     seconds: float
+    crossfit: float | None = None  # val macro-F1, thresholds tuned on the other half (metrics.crossfit_macro_f1)
 
     @property
     def score(self) -> float:
         return self.report.best_score if self.report.best_state is not None else -1.0
 
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.lit.model.net.parameters())
+
     def record(self) -> dict:
         return {"name": self.name, "family": self.model_cfg.family, "hidden": self.model_cfg.hidden,
                 "dropout": self.model_cfg.dropout, "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay,
-                "val_macro_f1_tuned": self.report.best_score, "best_epoch": self.report.best_epoch,
-                "dropped_early": self.report.dropped, "epochs_run": len(self.report.history), "seconds": self.seconds}
+                "lr_schedule": self.cfg.lr_schedule, "parameters": self.parameters,
+                "val_macro_f1_tuned": self.report.best_score, "val_macro_f1_crossfit": self.crossfit,
+                "best_epoch": self.report.best_epoch, "dropped_early": self.report.dropped,
+                "epochs_run": len(self.report.history), "seconds": self.seconds}
+
+
+def select(tried: list[Fitted], d: ds.Dataset, margin: float, seed: int) -> Fitted:
+    """The candidate to keep: each is scored on val with cross-fitted thresholds (never tuned on
+    the rows they score), and of those within `margin` of the best, the one with the fewest
+    parameters wins: a difference that small is noise, and the smaller model the safer bet."""
+    if len(tried) == 1:
+        return tried[0]
+    for f in tried:
+        if f.report.best_state is not None:
+            f.crossfit = metrics.crossfit_macro_f1(*predict_split(f.lit.model, d, VAL), seed=seed)
+    scored = [f for f in tried if f.crossfit is not None]
+    return scored[pick([f.crossfit for f in scored], [f.parameters for f in scored], margin)]
+
+
+def pick(scores: list[float], sizes: list[int], margin: float) -> int:
+    """Index of the smallest model among those scoring within `margin` of the best (ties: the higher score,
+    then the earlier one)."""
+    top = max(scores)
+    near = [i for i, s in enumerate(scores) if s >= top - margin]
+    return min(near, key=lambda i: (sizes[i], -scores[i], i))
 
 
 def fit_candidate(name: str, cfg: TrainConfig, d: ds.Dataset, loaders, norm, pos_weight, precision: str, active,
@@ -393,12 +429,12 @@ def fit_candidate(name: str, cfg: TrainConfig, d: ds.Dataset, loaders, norm, pos
             loader.dataset.epoch = 0  # every candidate sees the same batches
     model_cfg = mdl.ModelConfig(d.img_dim, d.txt_dim, len(d.label_names), cfg.hidden, cfg.dropout, cfg.family,
                                 cfg.depth, standardize=norm is not None)
-    lit = LitFusion(model_cfg, cfg, pos_weight)
+    n_train = len(d.index(TRAIN))
+    max_epochs, patience = budget(cfg, n_train)
+    lit = LitFusion(model_cfg, cfg, pos_weight, total_steps=max_epochs * -(-n_train // cfg.batch_size) + 1)
     if norm is not None:
         lit.model.norm.load_state_dict(norm.state_dict())
     report = EpochReport(active, cfg.select_on, name if tag else "", race)
-    n_train = len(d.index(TRAIN))
-    max_epochs, patience = budget(cfg, n_train)
     log.info("%sbudget: at most %d epochs (%d steps each), patience %d epochs, selection on %s",
              f"[{name}] " if tag else "", max_epochs, -(-n_train // cfg.batch_size), patience,
              "validation macro-F1 (tuned thresholds)" if cfg.select_on == "f1" else "validation loss")

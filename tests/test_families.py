@@ -26,7 +26,7 @@ def test_each_family_trains_loads_and_exports_with_parity(drop, family):
     assert RunDir(run).model_config()["family"] == family
     model = mdl.load(run)
     layers = {type(m).__name__ for m in model.modules()}
-    assert ("LayerNorm" in layers) == (family == "resmlp")
+    assert ("LayerNorm" in layers) == (family in ("resmlp", "lnmlp"))
     assert (sum(isinstance(m, torch.nn.Linear) for m in model.modules()) == 1) == (family == "linear")
     r = export_onnx(run, tracking_uri="none")
     assert r["ok"] and r["max_abs_diff"] <= 1e-4

@@ -84,3 +84,26 @@ def test_macro_metrics_cover_the_same_classes_and_list_the_others():
     assert m["unsupported_labels"] == ["c"]
     assert m["macro_f1"] == pytest.approx(0.65)  # (0.5 + 0.8) / 2: c neither 0 nor counted
     assert metrics.macro_f1(y, p, 0.5) == pytest.approx(0.65)
+
+
+def test_crossfit_macro_f1_does_not_flatter_noise():
+    """On labels that have nothing to do with the scores, thresholds tuned on the scored rows
+    find F1 in noise; cross-fitted ones do not."""
+    gaps = []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        y = (rng.random((200, 10)) < 0.1).astype(np.uint8)
+        p = rng.random((200, 10)).astype(np.float32)
+        gaps.append(metrics.macro_f1(y, p, metrics.tune_thresholds(y, p).thresholds) - metrics.crossfit_macro_f1(y, p))
+    assert min(gaps) > 0 and np.mean(gaps) > 0.01, gaps
+    assert metrics.crossfit_macro_f1(y, p, seed=3) == metrics.crossfit_macro_f1(y, p, seed=3)  # seeded
+    good = np.clip(y + rng.normal(0, 0.2, y.shape), 0, 1).astype(np.float32)  # informative scores: both high
+    assert metrics.crossfit_macro_f1(y, good) > 0.8
+
+
+def test_selection_keeps_the_smallest_model_within_the_margin():
+    from tasks.train import pick
+    assert pick([0.50, 0.60], [10, 1000], 0.003) == 1           # clearly better: the big one
+    assert pick([0.598, 0.60], [10, 1000], 0.003) == 0          # within noise: the small one
+    assert pick([0.596, 0.60, 0.599], [10, 1000, 500], 0.003) == 2
+    assert pick([0.60, 0.60], [10, 10], 0.0) == 0               # equal: the first
