@@ -111,12 +111,17 @@ def cmd_export_onnx(args) -> dict:
 
 def cmd_ingest(args) -> dict:
     from tasks import ingest
-    digest = None
     if args.validated is not None:
         report = json.loads(Path(args.validated).read_text())
         if not report.get("ok") or not report.get("manifest_sha256"):
             raise ValueError(f"{args.validated}: not the report of a valid drop; nothing was ingested")
         digest = report["manifest_sha256"]
+    else:  # no report: validate first, and ingest only the manifest that validation read
+        from tasks.validate import validate_drop
+        checked = validate_drop(args.drop, require_kind="labeled")
+        if not checked.ok:
+            raise ValueError(f"{args.drop}: not a valid drop, nothing was ingested: {checked.summary()}")
+        digest = checked.manifest_sha256
     return ingest.ingest(args.drop, args.dataset, remote=args.remote, manifest_sha256=digest)
 
 
@@ -336,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", type=Path, required=True, help="dataset root (drops land in DATASET/drops/)")
     s.add_argument("--remote", type=Path, default=None, help="DVC remote dir to push to")
     s.add_argument("--validated", type=Path, default=None, help="the validation report: ingest only the manifest "
-                                                                "it validated (sha256)")
+                                                                "it validated (sha256); without it the drop is "
+                                                                "validated first")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("gate", help="bless a candidate vs the champion (exit 5 = not blessed)")

@@ -88,6 +88,10 @@ def ingest(drop: Path, dataset: Path, *, remote: Path | None = None, manifest_sh
         raise ContractError(f"{drop / MANIFEST}: changed since it was validated; nothing was ingested")
     if m.kind != "labeled":
         raise ContractError(f"{drop}: only labeled drops go into the training dataset")
+    for name in m.files:  # a name is a file of this drop: nothing outside it is read, nothing outside dest written
+        if name in ("", ".", "..", MANIFEST, MARKER) or Path(name).name != name or "\\" in name:
+            raise ContractError(f"{drop / MANIFEST}: lists {name!r}, which is not a file name inside the drop; "
+                                "nothing was ingested")
     _check_schema(dataset, m)
     dest = dataset / DROPS / drop.name  # a valid id has no separator and no leading '.': a direct child
     if dest.exists():

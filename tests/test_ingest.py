@@ -100,7 +100,7 @@ def test_special_files_never_hang_ingest(tmp_path, how):
     t0 = time.monotonic()
     p = cli_ingest(d, tmp_path)
     assert p.returncode == 3 and time.monotonic() - t0 < 30
-    assert ("not a regular file" if how == "fifo" else "symlink") in p.stdout
+    assert ("is a FIFO" if how == "fifo" else "symlink") in p.stdout  # validation, which runs first, says so
     assert not (tmp_path / "dataset" / "drops" / "drop-1").exists()
 
 
@@ -121,3 +121,29 @@ def test_one_schema_per_dataset_and_the_way_to_a_new_one(tmp_path):
     assert validate_drop(e, require_kind="labeled", schema=read_schema(tmp_path / "new" / "schema.json")).ok
     ingest(e, tmp_path / "new")
     assert json.loads((tmp_path / "new" / "schema.json").read_text())["label_names"] == c.default_label_names(3)
+
+
+def test_without_a_report_the_drop_is_validated_first_and_nothing_outside_is_touched(tmp_path):
+    """A manifest naming ../ paths (issue 26): without --validated, ingest validates first and
+    refuses; the function itself refuses such a name too, whatever the caller checked."""
+    d, _ = valid(tmp_path)
+    outside = tmp_path / "SOURCE.txt"
+    outside.write_text("secret")
+    m = json.loads((d / c.MANIFEST).read_text())
+    m["files"]["../../SOURCE.txt"] = {"sha256": "0" * 64}
+    (d / c.MANIFEST).write_text(json.dumps(m))
+    before = sorted(p for p in tmp_path.rglob("*"))
+    p = cli_ingest(d, tmp_path)
+    assert p.returncode == 3 and "nothing was ingested" in p.stdout, p.stdout + p.stderr
+    after = sorted(p for p in tmp_path.rglob("*"))
+    assert [x for x in after if x not in before and "dataset" not in x.relative_to(tmp_path).parts] == []
+    assert not (tmp_path / "dataset" / "drops").exists() or list((tmp_path / "dataset" / "drops").iterdir()) == []
+    with pytest.raises(c.ContractError, match="not a file name inside the drop"):
+        ingest(d, tmp_path / "dataset")
+
+
+def test_without_a_report_a_valid_drop_is_ingested(tmp_path):
+    d, _ = valid(tmp_path)
+    p = cli_ingest(d, tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1])["drops"] == ["drop-1"]
