@@ -113,7 +113,10 @@ class Manifest:
         rows = need(obj, "rows", int)
         dims = need(obj, "dims", dict)
         img_dim, txt_dim = need(dims, "img", int), need(dims, "txt", int)
-        names = obj.get("label_names") or default_label_names(WARCOV_N_LABELS)
+        names = obj.get("label_names", default_label_names(WARCOV_N_LABELS))  # absent: WarCov's 50 topics
+        if names == []:  # a first drop like that would set a made-up schema for the whole dataset
+            raise ContractError(f"{where}: label_names is empty: name the topics, or leave the key out for "
+                                f"WarCov's {WARCOV_N_LABELS} default names")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ContractError(f"{where}: label_names must be a list of strings")
         if len(names) > MAX_LABELS:

@@ -73,3 +73,15 @@ def test_writer_refuses_ids_it_would_truncate(tmp_path):
         with w:
             w.write(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), np.array(["abcde"]),
                     np.zeros((1, 1), np.uint8))
+
+
+def test_empty_label_names_are_refused_not_replaced_by_defaults(tmp_path):
+    make_drop(tmp_path / "d", n_labels=50)
+    m = json.loads((tmp_path / "d" / c.MANIFEST).read_text())
+    m["label_names"] = []
+    (tmp_path / "d" / c.MANIFEST).write_text(json.dumps(m))
+    report = validate_drop(tmp_path / "d")
+    assert not report.ok and "label_names is empty" in report.summary()
+    del m["label_names"]  # left out: WarCov's default names, as documented
+    (tmp_path / "d" / c.MANIFEST).write_text(json.dumps(m))
+    assert c.read_manifest(tmp_path / "d").label_names == c.default_label_names(50)
