@@ -162,3 +162,18 @@ def test_on_real_tweets_the_detector_beats_twitter_advec():
     advec = {f: c.published_scores("twitterADVec", f) for f in tweets}
     theirs = alerts.normalised(advec, tweets, "standard", c.thresholds["twitterADVec"]["standard"]["threshold"])[0]
     assert "standard" in PROFILES and mine > theirs + 5, (mine, theirs)
+
+
+def test_the_report_page_the_dashboard_and_the_webhook_carry_the_trust_line(tmp_path, monkeypatch):
+    from tasks import dashboard
+    past = [{"day": f"2026-01-{i:02d}", "shares": [0.10, 0.02], "rows": 5000, "topics": [], "spikes": []}
+            for i in range(1, 11)]
+    pred = {"names": ["a", "b"], "rows": 5000, "counts": np.array([500, 600]), "mean_prob": np.array([0.10, 0.12]),
+            "model_versions": ["1"]}
+    rep = monitor.analyse(dt.date(2026, 1, 11), pred, None, past)
+    assert "How far to trust an alarm" in monitor.page(rep)
+    assert "How far to trust an alarm" in dashboard.render([rep])
+    monkeypatch.setenv("SOCIAL_TONE_ALERT_COMMAND", f"cat > {tmp_path / 'payload.json'}")
+    monitor.alert(rep)
+    sent = json.loads((tmp_path / "payload.json").read_text())
+    assert sent["spikes"] == ["b"] and sent["alarm_trust"] == rep["alarm_trust"]
