@@ -87,7 +87,8 @@ task "$TASK_IMAGE" reload --run "$WORK/run2" --repo "$WORK/repo" --model st_trt 
   --expect-version 2 | tail -1
 
 step "agreement with in-process ONNX Runtime on the CPU"
-docker run --rm -u "$(id -u):$(id -g)" -v "$WORK:$WORK" "$TASK_IMAGE" python3 - "$WORK" "$(( $(date +%s) - T0 ))" <<'EOF'
+# -i: without it docker passes no stdin, python3 - reads nothing, exits 0 and nothing is checked
+docker run --rm -i -u "$(id -u):$(id -g)" -v "$WORK:$WORK" "$TASK_IMAGE" python3 - "$WORK" "$(( $(date +%s) - T0 ))" <<'EOF'
 import json, sys
 from pathlib import Path
 import numpy as np, pandas as pd

@@ -2,6 +2,7 @@
 batched parity, publish's fallback to the onnxruntime backend, per-precision canary
 tolerances, GPU instance kinds, the config that travels with each version, gpu-smoke's skip."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,26 @@ def test_the_tensorrt_images_modules_parse_as_python_3_10():
                 "triton/repo", "triton/reload", "triton/client"):
         path = REPO_ROOT / "tasks" / f"{mod}.py"
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
+
+
+def heredoc_docker_runs_without_stdin(text: str) -> list[str]:
+    """`docker run ... <<EOF` lines (continuations joined) that lack -i: docker would pass no
+    stdin, the script inside would read nothing and exit 0, checking nothing."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    bad = []
+    for line in joined.splitlines():
+        if re.search(r"\bdocker run\b", line) and re.search(r"<<(?!<)", line):
+            flags = line.split("docker run", 1)[1].split()
+            if not any(f in ("-i", "--interactive", "-it", "-ti") or re.fullmatch(r"-[a-z]*i[a-z]*", f) for f in flags):
+                bad.append(line.strip())
+    return bad
+
+
+def test_every_docker_run_fed_by_a_heredoc_has_stdin():
+    assert heredoc_docker_runs_without_stdin('docker run --rm img python3 - <<EOF\nprint(1)\nEOF\n')  # the check can fail
+    assert not heredoc_docker_runs_without_stdin('docker run --rm -i img \\\n  python3 - <<EOF\nEOF\n')
+    assert not heredoc_docker_runs_without_stdin('grep x <<<"$h"\ndocker run --rm img true\n')
+    scripts = [*REPO_ROOT.glob("scripts/*.sh"), *REPO_ROOT.glob("docker/*.sh"), REPO_ROOT / "Makefile",
+               REPO_ROOT / ".ci" / "run"]
+    bad = {str(p.relative_to(REPO_ROOT)): b for p in scripts if (b := heredoc_docker_runs_without_stdin(p.read_text()))}
+    assert not bad, bad
