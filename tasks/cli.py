@@ -3,8 +3,8 @@
 Logs go to stderr, one plain line each. The last stdout line is a small JSON result that
 Airflow's DockerOperator can push to XCom. Exit codes: 0 ok, 2 usage error, 3 bad input
 (the message names the file and the problem), 4 a check on our own output failed (ONNX
-parity, TensorRT parity, Triton canary: rolled back), 5 skipped (convert-tensorrt without a
-GPU), 6 a service (Triton) stayed unreachable through the retries, 1 anything unexpected.
+parity, Triton canary: rolled back), 5 skipped (convert-tensorrt without a GPU, or its plan
+failed parity and the ONNX graph is served), 6 a service (Triton) stayed unreachable through the retries, 1 anything unexpected.
 """
 from __future__ import annotations
 

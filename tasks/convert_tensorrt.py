@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.errors import CheckFailed, Skipped
+from tasks.errors import Skipped
 from tasks.fsutil import atomic_write_bytes, atomic_write_json
 from tasks.parity import compare_logits, tolerance
 from tasks.triton.repo import MAX_BATCH
@@ -29,8 +29,9 @@ from tasks.rundir import RunDir
 log = logging.getLogger(__name__)
 
 
-class TensorRTParityError(CheckFailed):
-    pass
+class TensorRTParityError(Skipped):
+    """A plan that disagrees with ONNX Runtime is not written, and the step ends as skipped
+    (exit 5): publish then serves the ONNX graph on onnxruntime, with this reason in serving.json."""
 
 
 def cuda_devices() -> int:
@@ -105,10 +106,12 @@ def convert(run_dir: Path, *, onnx_path: Path | None = None, out: Path | None = 
     thr = np.asarray(rd.thresholds()["thresholds"], dtype=np.float32)
     report = {**compare_logits(got, want, thr, atol), "rows_from": source, "rows_sha256": digest, "skipped": False, "fp16": fp16, "precision": precision,
               "tensorrt": trt.__version__, "profile": list(batches)}
+    if not report["ok"]:
+        report.update(skipped=True, reason=f"TensorRT {precision} parity failed (max |diff| {report['max_abs_diff']:.2e}"
+                      f" > {atol:.0e}, {report['label_mismatch_rows']} rows with different labels); plan not written")
     atomic_write_json(report_path, report)
     if not report["ok"]:
-        raise TensorRTParityError(f"{out}: TensorRT parity failed (max |diff| {report['max_abs_diff']:.2e}, "
-                                  f"{report['label_mismatch_rows']} rows with different labels); not written")
+        raise TensorRTParityError(f"{out}: {report['reason']}")
     atomic_write_bytes(out, bytes(engine.serialize()))
     log.info("TensorRT plan %s: parity max |diff| %.2e on %d rows", out, report["max_abs_diff"], report["rows"])
     return {**report, "plan": str(out)}

@@ -176,3 +176,20 @@ def test_every_docker_run_fed_by_a_heredoc_has_stdin():
                REPO_ROOT / ".ci" / "run"]
     bad = {str(p.relative_to(REPO_ROOT)): b for p in scripts if (b := heredoc_docker_runs_without_stdin(p.read_text()))}
     assert not bad, bad
+
+
+def test_a_plan_that_fails_parity_is_skipped_and_the_onnx_graph_served_with_the_reason(tmp_path):
+    """convert-tensorrt on a plan that disagrees with ORT ends as skipped (exit 5), so the DAG
+    stays green and publish serves the ONNX graph, saying why (issue 25, item 6)."""
+    from tasks.cli import EXIT_SKIPPED
+    from tasks.convert_tensorrt import TensorRTParityError
+    from tasks.errors import Skipped
+    from tasks.triton.repo import choose_model_file
+    assert issubclass(TensorRTParityError, Skipped) and EXIT_SKIPPED == 5
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.onnx").write_bytes(b"graph")
+    reason = "TensorRT fp32 parity failed (max |diff| 3.10e-03 > 1e-03, 2 rows with different labels); plan not written"
+    (run / "tensorrt.json").write_text(json.dumps({"ok": False, "skipped": True, "reason": reason}))
+    path, backend, why = choose_model_file(run, "tensorrt_plan")
+    assert path == run / "model.onnx" and backend == "onnxruntime" and reason in why
