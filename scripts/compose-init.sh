@@ -76,12 +76,14 @@ try:  # each secret file readable by the services' user only; the data dir their
     for d in made:
         if d.stat().st_uid == 0:
             os.chown(d, SERVICE_UID, 0)
-except PermissionError:  # not root: the files keep this user; services run as 50000 need them readable
+except PermissionError:  # not root: the secrets stay 0600 (never readable by other local users), so the
+    # services (uid 50000) cannot read them yet: stop here with the one command that finishes the job
     for f in (sec / "airflow-passwords.json", sec / "mlflow-auth.ini"):
-        os.chmod(f, 0o644)
-    os.chmod(sec, 0o711)
-    print(f"note: not root, so {sec}/* are mode 0644 (folder 0711) and {data} is not owned by uid {SERVICE_UID};"
-          " run this as root on a server")
+        os.chmod(f, 0o600)
+    print(f"error: not root: {sec}/* are mode 0600 and owned by you, so the services (uid {SERVICE_UID}) cannot "
+          f"read them, and {data} is not theirs. Run this script as root (sudo), or as root: "
+          f"chown {SERVICE_UID} {sec}/* && chown -R {SERVICE_UID} {data}", file=sys.stderr)
+    sys.exit(1)
 print(f"secrets generated in {env} (mode 0600) and {sec}/ (mode 0700); data dir {data}")
 print(f"Airflow UI login: admin / the AIRFLOW_ADMIN_PASSWORD in {env}")
 print(f"MLflow login: {user} / the MLFLOW_TRACKING_PASSWORD in {env}")

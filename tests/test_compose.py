@@ -144,3 +144,30 @@ def test_env_example_documents_every_setting():
     import re
     for var in set(re.findall(r'"(SOCIAL_TONE_[A-Z_]+|MLFLOW_TRACKING_URI)"', code)):
         assert f"{var}=" in text, f"{var} is not in .env.example"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the init as another user")
+def test_init_as_non_root_keeps_secrets_0600_and_says_what_to_run():
+    """Issue 26: run as an ordinary user, the init left the secret files 0644 in a 0711 folder."""
+    import tempfile
+    tmp_path = Path(tempfile.mkdtemp(prefix="compose-init-", dir="/tmp"))  # pytest's tmp is 0700 root's
+    tmp_path.chmod(0o777)
+    try:
+        _init_as_nobody(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _init_as_nobody(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text((REPO / ".env.example").read_text()
+                   .replace("SOCIAL_TONE_DATA_DIR=/srv/social-tone/data", f"SOCIAL_TONE_DATA_DIR={tmp_path / 'data'}")
+                   .replace("SOCIAL_TONE_SECRETS_DIR=/srv/social-tone/secrets",
+                            f"SOCIAL_TONE_SECRETS_DIR={tmp_path / 'secrets'}"))
+    os.chown(env, 65534, 65534)  # the user's own .env
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
+                        str(REPO / "scripts" / "compose-init.sh"), str(env)], capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 1 and "not root" in p.stderr and "chown 50000" in p.stderr
+    secrets = sorted((tmp_path / "secrets").iterdir())
+    assert secrets and all(f.stat().st_mode & 0o777 == 0o600 for f in secrets), [oct(f.stat().st_mode) for f in secrets]
+    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
