@@ -55,14 +55,30 @@ class Report:
         return f"{self.drop}: INVALID\n" + "\n".join(f"  [{p.code}] {p.message}" for p in self.problems)
 
 
+MAX_PROBLEMS = 50  # listed in a report; the rest are counted
+
+
 class _Checker:
     def __init__(self, drop: Path):
         self.drop = drop
         self.problems: list[Problem] = []
+        self.unlisted = 0
         self.warnings: list[str] = []
 
+    def add(self, problem: Problem) -> None:
+        """Keep the first MAX_PROBLEMS; count the rest (100,000 stray files made a 24 MB report)."""
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.unlisted += 1
+
+    def listed(self) -> list[Problem]:
+        more = [Problem("more_problems", "", f"{self.drop}: {self.unlisted} more problems not listed")] \
+            if self.unlisted else []
+        return self.problems + more
+
     def fail(self, code: str, file: str, message: str) -> None:
-        self.problems.append(Problem(code, file, f"{self.drop / file if file else self.drop}: {message}"))
+        self.add(Problem(code, file, f"{self.drop / file if file else self.drop}: {message}"))
 
     def contract_error(self, file: str, e: c.ContractError) -> None:
         msg = str(e)
@@ -70,7 +86,7 @@ class _Checker:
                 else "symlink" if "symlink" in msg else "not_regular_file" if "not a regular file" in msg
                 else "missing_file" if "missing file" in msg else "too_large" if "limit" in msg
                 else "unreadable_npy")
-        self.problems.append(Problem(code, file, msg))
+        self.add(Problem(code, file, msg))
 
 
 def validate_drop(drop: Path, require_kind: str | None = None, schema: dict | None = None) -> Report:
@@ -93,7 +109,7 @@ def validate_drop(drop: Path, require_kind: str | None = None, schema: dict | No
     except Exception as e:  # noqa: BLE001 - a hostile drop must never crash the report
         ck.fail("internal_error", "", f"validation stopped on {type(e).__name__}: {str(e)[:300]}")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return Report(str(drop), not ck.problems, rows, kind, ck.problems, now, ck.warnings,
+    return Report(str(drop), not ck.problems, rows, kind, ck.listed(), now, ck.warnings,
                   digest if not ck.problems else None)
 
 
@@ -143,7 +159,7 @@ def _layout_and_manifest(ck: _Checker, drop: Path) -> tuple[c.Manifest | None, s
         m, digest = c.read_manifest_with_digest(drop)
     except c.ContractError as e:
         code = "missing_manifest" if "missing manifest" in str(e) else "bad_manifest"
-        ck.problems.append(Problem(code, c.MANIFEST, str(e)))
+        ck.add(Problem(code, c.MANIFEST, str(e)))
         return none
     if m.drop_id != drop.name:
         ck.fail("bad_manifest", c.MANIFEST, f"drop_id {m.drop_id!r} differs from the directory name {drop.name!r}")

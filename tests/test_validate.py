@@ -75,3 +75,14 @@ def test_cli_exit_code_and_report(tmp_path):
     assert f"{drop / c.TXT}: NaN or Inf at row 7, column 2" in p.stderr
     saved = json.loads(report.read_text())
     assert saved["ok"] is False and saved["problems"][0]["file"] == c.TXT
+
+
+def test_a_report_lists_at_most_max_problems_and_counts_the_rest(tmp_path):
+    from tasks.validate import MAX_PROBLEMS
+    make_drop(tmp_path / "d")
+    for i in range(MAX_PROBLEMS + 25):
+        (tmp_path / "d" / f"stray-{i:04d}.txt").write_text("x")
+    r = validate_drop(tmp_path / "d")
+    assert not r.ok and len(r.problems) == MAX_PROBLEMS + 1
+    assert r.problems[-1].code == "more_problems" and "25 more problems not listed" in r.problems[-1].message
+    assert len(json.dumps(r.to_json())) < 50_000
