@@ -178,6 +178,9 @@ def _layout_and_manifest(ck: _Checker, drop: Path) -> tuple[c.Manifest | None, s
             ck.fail("missing_file", name, "missing file")
         elif name not in m.files:
             ck.fail("bad_manifest", c.MANIFEST, f"no sha256 listed for {name}")
+    if m.kind != "labeled" and c.LABELS in m.files:  # never checked, so never trusted: refused
+        ck.fail("bad_manifest", c.MANIFEST, f"an {m.kind} drop lists {c.LABELS}: leave it out, or send the "
+                                            "drop as kind 'labeled'")
     for name in set(m.files) & set(c.DATA_FILES):
         if name not in entries:
             ck.fail("missing_file", name, "listed in the manifest but missing")

@@ -216,6 +216,10 @@ def bad_label_name(d):
     _edit_manifest(d, label_names=["topic_00", "../etc", "topic\n02", "topic_03"])
 
 
+def empty_label_names(d):
+    _edit_manifest(d, label_names=[])
+
+
 # -- arrays ----------------------------------------------------------------------------------------
 def negative_dimension(d):
     with open(d / c.IMG, "wb") as f:
@@ -307,6 +311,7 @@ CORPUS = {
     "manifest over 1 MiB": (manifest_too_big, "big-manifest", "bad_manifest"),
     "manifest declaring 10^12 rows": (huge_rows, "huge-rows", "bad_manifest"),
     "label names with '/' or control characters": (bad_label_name, "label-names", "bad_manifest"),
+    "an empty label_names list": (empty_label_names, "empty-label-names", "bad_manifest"),
     "negative .npy dimension": (negative_dimension, "negative-dim", "unreadable_npy"),
     "Fortran-ordered array": (fortran_order, "fortran", "unreadable_npy"),
     "CSV renamed .npy": (csv_as_npy, "csv", "not_npy"),

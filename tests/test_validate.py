@@ -86,3 +86,14 @@ def test_a_report_lists_at_most_max_problems_and_counts_the_rest(tmp_path):
     assert not r.ok and len(r.problems) == MAX_PROBLEMS + 1
     assert r.problems[-1].code == "more_problems" and "25 more problems not listed" in r.problems[-1].message
     assert len(json.dumps(r.to_json())) < 50_000
+
+
+def test_an_unlabeled_drop_listing_labels_is_refused(tmp_path):
+    """Issue 26: labels.npy listed with a wrong sha in an unlabeled drop passed (never checked)."""
+    make_drop(tmp_path / "d", labeled=False)
+    (tmp_path / "d" / c.LABELS).write_bytes(b"not even npy")
+    m = json.loads((tmp_path / "d" / c.MANIFEST).read_text())
+    m["files"][c.LABELS] = {"sha256": "0" * 64}
+    (tmp_path / "d" / c.MANIFEST).write_text(json.dumps(m))
+    r = validate_drop(tmp_path / "d")
+    assert not r.ok and any("an unlabeled drop lists labels.npy" in p.message for p in r.problems), r.summary()
