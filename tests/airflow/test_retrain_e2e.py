@@ -245,7 +245,7 @@ def test_retrain_now_on_the_current_dataset_with_params_from_the_ui(stack):
     _, data, grpc = stack
     drops_before = {p: sorted(x.name for x in (data / p).iterdir()) for p in ("inbox", "archive")}
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["warcov_retrain_now"]
-    dr = dag.test(run_conf={"epochs": 2, "candidates": "mlp", "hidden": 64, "force_promote": True})
+    dr = dag.test(run_conf={"epochs": 2, "hidden": 64, "force_promote": True})
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     assert dr.state == "success" and states["promote"] == "success", states
     run = Path(champion(data)["run"])
