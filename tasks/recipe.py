@@ -37,7 +37,7 @@ class TrainConfig:
     weight_decay: float = 0.0      # AdamW's decoupled weight decay (0: plain Adam, the seed's)
     lr_schedule: str = "plateau"   # "plateau" (ReduceLROnPlateau on val loss, the seed's) or "onecycle" (up to lr
                                    # over the first 10% of the step budget, then cosine down)
-    candidates: str = "mlp,linear"  # comma-separated CANDIDATES, trained in order; the best on val is kept
+    candidates: str = "mlp,linear"  # comma-separated CANDIDATES, trained in order; which is kept: train.select
     select_seconds: int = 1800     # a candidate starts only while the run has spent less than this
     select_margin: float = 0.003   # candidates within this of the best (cross-fitted val macro-F1): the one with
                                    # the fewest parameters is kept (a difference that small is noise on val)
