@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 MAD_SIGMA = 1.4826  # MAD of a normal sample x this = its standard deviation
+CELLS = 1 << 22     # window values judged at once by detect_series (32 MB of float64 per temporary)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,9 +127,13 @@ def detect_series(values, params: SpikeParams, totals=None) -> dict:
     z = np.zeros(size)
     for t in range(first, min(w, size)):  # warm-up: the window is what there is so far
         z[t] = robust_z(y[t], y[:t], None if n is None else n[t])[0]
-    if size > w:  # then every point's window at once: past[t] = y[t - w .. t - 1]
+    if size > w:  # then many points' windows at once (past[t] = y[t - w .. t - 1]), in blocks of
+        # about CELLS values: memory stays flat whatever the series' length
         past = np.lib.stride_tricks.sliding_window_view(y[:-1], w)
-        z[w:] = robust_z(y[w:], past, None if n is None else n[w:])[0]
+        step = max(1, CELLS // w)
+        for a in range(w, size, step):
+            b = min(a + step, size)
+            z[a:b] = robust_z(y[a:b], past[a - w:b - w], None if n is None else n[a:b])[0]
     alarm = (z >= params.z) & (expected >= params.min_count)
     alarm[:first] = False
     score = score_of(z, params.z)

@@ -177,3 +177,15 @@ def test_the_report_page_the_dashboard_and_the_webhook_carry_the_trust_line(tmp_
     monitor.alert(rep)
     sent = json.loads((tmp_path / "payload.json").read_text())
     assert sent["spikes"] == ["b"] and sent["alarm_trust"] == rep["alarm_trust"]
+
+
+def test_blocks_of_windows_give_the_same_scores(monkeypatch):
+    """detect_series judges the windows in blocks (flat memory on a long series): the block size
+    changes nothing."""
+    x = tweets_like(days=6, seed=3, burst_at=4 * 288)
+    params = detect.series_params(FIVE_MIN)
+    whole = detect.detect_series(x, params)
+    monkeypatch.setattr(detect, "CELLS", 5000)  # blocks of 5 windows
+    blocks = detect.detect_series(x, params)
+    for k in ("z", "score", "alarm"):
+        np.testing.assert_array_equal(whole[k], blocks[k])
