@@ -328,7 +328,7 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
             best.patience
         fit_seconds = time.perf_counter() - t_start
 
-        val_y, val_proba = predict_split(lit.model, d, VAL)
+        val_y, val_proba = best.val if best.val is not None else predict_split(lit.model, d, VAL)  # once
         n_labels = len(d.label_names)
         tuned = metrics.tune_thresholds(val_y, val_proba) if cfg.tune_thresholds else \
             metrics.Tuned(np.full(n_labels, 0.5, np.float32), ["fixed"] * n_labels, val_y.sum(0).astype(int).tolist(),
@@ -379,6 +379,7 @@ class Fitted:
     patience: int
     seconds: float
     crossfit: float | None = None  # val macro-F1, thresholds tuned on the other half (metrics.crossfit_macro_f1)
+    val: tuple[np.ndarray, np.ndarray] | None = None  # (labels, probabilities) on val, once selection made them
 
     @property
     def score(self) -> float:
@@ -405,7 +406,8 @@ def select(tried: list[Fitted], d: ds.Dataset, margin: float, seed: int) -> Fitt
         return tried[0]
     for f in tried:
         if f.report.best_state is not None:
-            f.crossfit = metrics.crossfit_macro_f1(*predict_split(f.lit.model, d, VAL), seed=seed)
+            f.val = predict_split(f.lit.model, d, VAL)
+            f.crossfit = metrics.crossfit_macro_f1(*f.val, seed=seed)
     scored = [f for f in tried if f.crossfit is not None]
     return scored[pick([f.crossfit for f in scored], [f.parameters for f in scored], margin)]
 
