@@ -110,13 +110,23 @@ def test_a_plan_is_published_with_its_own_parity_tolerance(tmp_path, fp16):
 
 
 def test_every_backend_declares_only_logits_and_cpu_or_gpu_instances():
+    """Parsed with Triton's own ModelConfig schema (tritonclient's model_config_pb2), as the
+    server parses it: a misspelt field or a wrong nesting fails here, not on the GPU host."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
     for backend in trepo.BACKENDS:
         for gpu in (False, True):
-            cfg = trepo.render_config("m", backend, 512, 768, 50, gpu=gpu)
-            assert cfg.count("name: \"logits\"") == 1 and "probs" not in cfg and 'label_filename: "labels.txt"' in cfg
+            cfg = text_format.Parse(trepo.render_config("m", backend, 512, 768, 50, gpu=gpu), pb.ModelConfig())
+            assert [o.name for o in cfg.output] == ["logits"] and cfg.output[0].label_filename == "labels.txt"
+            assert [(i.name, list(i.dims)) for i in cfg.input] == [("img_emb", [512]), ("txt_emb", [768])]
             on_gpu = backend == "tensorrt_plan" or (backend == "onnxruntime" and gpu)
-            assert ("KIND_GPU" in cfg) == on_gpu and ("KIND_CPU" in cfg) != on_gpu
-            assert f"max_queue_delay_microseconds: {500 if on_gpu else 0}" in cfg
+            kind = pb.ModelInstanceGroup.KIND_GPU if on_gpu else pb.ModelInstanceGroup.KIND_CPU
+            assert [g.kind for g in cfg.instance_group] == [kind]
+            assert cfg.dynamic_batching.max_queue_delay_microseconds == (500 if on_gpu else 0)
+            accel = [(a.name, dict(a.parameters)) for a in cfg.optimization.execution_accelerators
+                     .gpu_execution_accelerator]
+            # ORT's CUDA provider would run fp32 GEMMs in TF32 (logits off by up to 5e-3)
+            assert accel == ([("cuda", {"use_tf32": "0"})] if backend == "onnxruntime" and gpu else [])
 
 
 def test_the_config_travels_with_its_version(tmp_path):

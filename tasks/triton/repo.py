@@ -149,6 +149,12 @@ def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels:
              f"dynamic_batching {{ max_queue_delay_microseconds: {500 if on_gpu else 0} }}",
              f'instance_group [ {{ kind: {"KIND_GPU" if on_gpu else "KIND_CPU"} count: {1 if on_gpu else instances} }} ]',
              'version_policy: { latest { num_versions: 1 } }']
+    if backend == "onnxruntime" and gpu:
+        # ONNX Runtime's CUDA provider runs fp32 MatMul/Gemm in TF32 unless told not to (its
+        # "use_tf32" option, which the onnxruntime backend passes through from here since r23.x):
+        # TF32 moved logits by up to 5e-3 in emulation, past the canary's tolerance
+        lines.append('optimization { execution_accelerators { gpu_execution_accelerator: [ '
+                     '{ name: "cuda" parameters { key: "use_tf32" value: "0" } } ] } }')
     if backend == "python" and execution_env:
         lines.append(f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{execution_env}" }} }}')
     return "\n".join(lines) + "\n"
