@@ -104,7 +104,8 @@ def cmd_evaluate(args) -> dict:
 
 def cmd_export_onnx(args) -> dict:
     from tasks import export_onnx
-    r = export_onnx.export_onnx(args.run, args.out, opset=args.opset, atol=args.atol, tracking_uri=_tracking(args))
+    r = export_onnx.export_onnx(args.run, args.out, opset=args.opset or export_onnx.OPSET, atol=args.atol,
+                                tracking_uri=_tracking(args))
     return {"run": str(args.run), "onnx": r["onnx"], "parity_max_abs_diff": r["max_abs_diff"],
             "parity_rows": r["rows"]}
 
@@ -331,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export-onnx", help="export ONNX and check parity against PyTorch on the run's check rows")
     s.add_argument("--run", type=Path, required=True)
     s.add_argument("--out", type=Path, default=None, help="default: RUN/model.onnx")
-    s.add_argument("--opset", type=int, default=18)
+    s.add_argument("--opset", type=int, default=None, help="default: what serving reads (tasks/export_onnx.py OPSET)")
     s.add_argument("--atol", type=float, default=ATOL[("onnx", "fp32")])
     s.add_argument("--tracking-uri", default=None)
     s.set_defaults(func=cmd_export_onnx)

@@ -25,13 +25,29 @@ from tasks.rundir import RunDir
 log = logging.getLogger(__name__)
 INPUTS, OUTPUT = ("img_emb", "txt_emb"), "logits"
 MAX_BATCH = 1 << 16
+# What the serving side reads: Triton 24.10's onnxruntime backend is ONNX Runtime 1.19, which
+# loads IR <= 10 (a newer torch/onnx may emit IR 11, and CPU tests with a newer ORT stay green).
+OPSET, IR_VERSION = 18, 10
 
 
 class ParityError(CheckFailed):
     """The exported graph does not reproduce the PyTorch model."""
 
 
-def export(model: mdl.FusionMLP, path: Path, opset: int = 18) -> None:
+def pin_ir(path: Path, ir_version: int = IR_VERSION) -> int:
+    """Write the graph at `ir_version` when the exporter emitted a newer one (the ops are opset
+    18's either way; onnx's checker and the parity run then vouch for the file). Returns the IR
+    the exporter emitted."""
+    import onnx
+    m = onnx.load(str(path))
+    emitted = m.ir_version
+    if emitted > ir_version:
+        m.ir_version = ir_version
+        onnx.save(m, str(path))
+    return emitted
+
+
+def export(model: mdl.FusionMLP | mdl.Ensemble, path: Path, opset: int = OPSET) -> None:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     example = (torch.zeros(2, model.cfg.img_dim), torch.zeros(2, model.cfg.txt_dim))
     with warnings.catch_warnings():
@@ -41,9 +57,10 @@ def export(model: mdl.FusionMLP, path: Path, opset: int = 18) -> None:
                                     dynamic_shapes={"img_emb": {0: batch}, "txt_emb": {0: batch}},
                                     opset_version=opset, dynamo=True, verbose=False)
         program.save(str(path))
+    pin_ir(path)
 
 
-def check_parity(onnx_path: Path, model: mdl.FusionMLP, thresholds: np.ndarray, img: np.ndarray,
+def check_parity(onnx_path: Path, model: mdl.FusionMLP | mdl.Ensemble, thresholds: np.ndarray, img: np.ndarray,
                  txt: np.ndarray, atol: float = ATOL[("onnx", "fp32")]) -> dict:
     import onnx
     import onnxruntime as ort
@@ -55,7 +72,7 @@ def check_parity(onnx_path: Path, model: mdl.FusionMLP, thresholds: np.ndarray, 
     return compare_logits(got, want, thresholds, atol)
 
 
-def export_onnx(run_dir: Path, out: Path | None = None, *, opset: int = 18, atol: float = ATOL[("onnx", "fp32")],
+def export_onnx(run_dir: Path, out: Path | None = None, *, opset: int = OPSET, atol: float = ATOL[("onnx", "fp32")],
                 tracking_uri: str | None = None) -> dict:
     rd = RunDir(run_dir)
     run_dir, out = rd.path, Path(out or rd.onnx)

@@ -10,7 +10,7 @@ import torch
 
 from tasks import dataset as ds
 from tasks import model as mdl, synth
-from tasks.export_onnx import ParityError, check_parity, export_onnx
+from tasks.export_onnx import IR_VERSION, OPSET, ParityError, check_parity, export_onnx, pin_ir
 from tasks.rundir import RunDir
 from tasks.split import TEST
 from tasks.train import TrainConfig, train
@@ -30,7 +30,11 @@ def test_export_matches_pytorch_on_real_test_rows(run):
     r = export_onnx(root / "run", tracking_uri=uri)
     assert r["ok"] and r["rows"] == 1000 and r["rows_from"] == "test" and r["max_abs_diff"] <= 1e-4
     report = json.loads((root / "run" / "onnx_parity.json").read_text())
-    assert report["label_mismatch_rows"] == 0 and report["opset"] >= 17
+    assert report["label_mismatch_rows"] == 0 and report["opset"] == OPSET
+    import onnx
+    graph = onnx.load(str(root / "run" / "model.onnx"))
+    # what Triton 24.10's ONNX Runtime (1.19) reads, whatever this torch/onnx would emit
+    assert graph.ir_version == IR_VERSION == 10 and [(o.domain, o.version) for o in graph.opset_import] == [("", 18)]
 
     sess = ort.InferenceSession(str(root / "run" / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape[1]) for i in sess.get_inputs()] == [("img_emb", 512), ("txt_emb", 768)]
@@ -56,6 +60,19 @@ def test_export_matches_pytorch_on_real_test_rows(run):
     import mlflow
     info = mlflow.models.get_model_info(onnx_model[0].model_uri)
     assert {i["name"] for i in info.signature.inputs.to_dict()} == {"img_emb", "txt_emb"}
+
+
+def test_a_graph_emitted_at_a_newer_ir_is_written_at_the_pinned_one(run, tmp_path):
+    import onnx
+    root, _ = run
+    m = onnx.load(str(root / "run" / "model.onnx"))
+    m.ir_version = 11  # as onnx 1.18+ writes by default
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    assert pin_ir(tmp_path / "m.onnx") == 11
+    pinned = onnx.load(str(tmp_path / "m.onnx"))
+    assert pinned.ir_version == 10
+    onnx.checker.check_model(pinned, full_check=True)
+    assert pin_ir(tmp_path / "m.onnx") == 10  # already there: left as it is
 
 
 def test_parity_catches_a_graph_that_drifts(run, tmp_path):
