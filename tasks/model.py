@@ -5,6 +5,9 @@
   resmlp  concat -> Linear -> `depth` pre-norm residual blocks (LayerNorm, GELU) -> LayerNorm -> Linear
   linear  concat -> Linear (a logistic regression per label, trained like the others)
 
+An Ensemble (train's `ensemble` setting) holds several of these and serves the mean of their
+probabilities, still as logits, in one graph with the same signature.
+
 With `standardize` (every run since issue 12), the concatenated input is first centred and
 scaled by statistics of the train split (tasks.train.input_stats: one scale per modality by
 default, or per column as the LogReg baseline's StandardScaler): image and text embeddings come
@@ -34,6 +37,7 @@ class ModelConfig:
     family: str = "mlp"   # FAMILIES; run dirs written before families existed are "mlp"
     depth: int = 2        # resmlp: residual blocks
     standardize: bool = False  # run dirs written before issue 12's recipe have no input scaling
+    members: list = dataclasses.field(default_factory=list)  # family "ensemble": each member's ModelConfig (dicts)
 
 
 class Standardize(nn.Module):
@@ -107,8 +111,50 @@ class FusionMLP(nn.Module):
         return self.fused(torch.cat([img_emb, txt_emb], dim=1))
 
 
+class Ensemble(nn.Module):
+    """The mean of its members' probabilities, returned as logits: logit(mean_i sigmoid(l_i)),
+    computed as logsumexp(logsigmoid(l)) - logsumexp(logsigmoid(-l)) over the members (the 1/k
+    cancels), which stays exact where a float32 sigmoid would round to 0 or 1."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.members = nn.ModuleList(FusionMLP(ModelConfig(**m)) for m in cfg.members)
+
+    def fused(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([m.fused(x) for m in self.members])
+        return torch.logsumexp(nn.functional.logsigmoid(logits), 0) - \
+            torch.logsumexp(nn.functional.logsigmoid(-logits), 0)
+
+    def forward(self, img_emb: torch.Tensor, txt_emb: torch.Tensor) -> torch.Tensor:
+        return self.fused(torch.cat([img_emb, txt_emb], dim=1))
+
+
+def ensemble_of(models: list[FusionMLP]) -> Ensemble:
+    """One Ensemble holding (copies of) these trained models' weights."""
+    first = models[0].cfg
+    cfg = ModelConfig(first.img_dim, first.txt_dim, first.n_labels, hidden=0, dropout=0.0, family="ensemble",
+                      standardize=first.standardize, members=[dataclasses.asdict(m.cfg) for m in models])
+    e = Ensemble(cfg)
+    for member, m in zip(e.members, models):
+        member.load_state_dict(m.state_dict())
+    return e.eval()
+
+
+def build(cfg: ModelConfig) -> FusionMLP | Ensemble:
+    return Ensemble(cfg) if cfg.members else FusionMLP(cfg)
+
+
+def parameters(model: nn.Module) -> int:
+    """Trainable parameters (the input scaling is buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def describe(cfg: ModelConfig) -> str:
     """The layers in one line, for the model card."""
+    if cfg.members:
+        return f"the mean probability of {len(cfg.members)} models: " + "; ".join(
+            describe(ModelConfig(**m)) for m in cfg.members)
     x = f"concat(img {cfg.img_dim}, txt {cfg.txt_dim})" + (" -> standardize" if cfg.standardize else "")
     if cfg.family == "mlp":
         return f"{x} -> Linear({cfg.hidden}) -> ReLU -> Dropout({cfg.dropout}) -> Linear({cfg.n_labels})"
@@ -120,21 +166,20 @@ def describe(cfg: ModelConfig) -> str:
     return f"{x} -> Linear({cfg.n_labels}) (a logistic regression per topic)"
 
 
-def save(model: FusionMLP, run_dir: Path) -> None:
+def save(model: FusionMLP | Ensemble, run_dir: Path) -> None:
     torch.save(model.state_dict(), Path(run_dir) / WEIGHTS)
     RunDir(run_dir).write_model_config(dataclasses.asdict(model.cfg))
 
 
-def load(run_dir: Path) -> FusionMLP:
+def load(run_dir: Path) -> FusionMLP | Ensemble:
     """Load without pickle: a plain tensor state dict, weights_only=True."""
-    cfg = ModelConfig(**RunDir(run_dir).model_config())
-    model = FusionMLP(cfg)
+    model = build(ModelConfig(**RunDir(run_dir).model_config()))
     model.load_state_dict(torch.load(Path(run_dir) / WEIGHTS, map_location="cpu", weights_only=True))
     return model.eval()
 
 
 @torch.no_grad()
-def predict_proba(model: FusionMLP, img, txt, batch: int = 8192):
+def predict_proba(model: FusionMLP | Ensemble, img, txt, batch: int = 8192):
     """Sigmoid probabilities as a numpy array, in batches (bounded memory)."""
     import numpy as np
     model.eval()

@@ -28,7 +28,7 @@ BASELINE_ROWS = 50_000  # evaluate's LogReg baseline fits on a seeded sample of 
 @dataclasses.dataclass
 class TrainConfig:
     max_epochs: int = 0            # 0: from budget_steps (a small dataset gets more, shorter epochs)
-    budget_steps: int = 3000       # optimizer steps when max_epochs is 0
+    budget_steps: int = 1500       # optimizer steps when max_epochs is 0 (the default candidate's one-cycle spans them)
     patience: int = 5              # early-stopping patience in epochs ...
     patience_steps: int = 500      # ... covering at least this many steps
     select_on: str = "f1"          # keep and stop on: "f1" (val macro-F1, tuned thresholds) or "loss" (the seed)
@@ -37,8 +37,10 @@ class TrainConfig:
     weight_decay: float = 0.0      # AdamW's decoupled weight decay (0: plain Adam, the seed's)
     lr_schedule: str = "plateau"   # "plateau" (ReduceLROnPlateau on val loss, the seed's) or "onecycle" (up to lr
                                    # over the first 10% of the step budget, then cosine down)
-    candidates: str = "mlp,linear"  # comma-separated CANDIDATES, trained in order; which is kept: train.select
+    candidates: str = "strong"     # comma-separated CANDIDATES, trained in order; which is kept: train.select
     select_seconds: int = 1800     # a candidate starts only while the run has spent less than this
+    ensemble: int = 3              # >= 2: the mean probability of the best N candidates contends in the selection
+                                   # (one ONNX graph; it costs no training, and wins only by more than select_margin)
     select_margin: float = 0.003   # candidates within this of the best (cross-fitted val macro-F1): the one with
                                    # the fewest parameters is kept (a difference that small is noise on val)
     race_margin: float = 0.05      # a later candidate trailing the best so far by more than this (val macro-F1) ...
@@ -87,9 +89,9 @@ class TrainConfig:
             raise ValueError("precision must be 'auto', '32' or 'bf16-mixed'")
         if cfg.batch_size < 1 or cfg.max_epochs < 0 or cfg.budget_steps < 1 or cfg.lr <= 0 or cfg.cache_mb < 0 or cfg.check_rows < 1 \
                 or cfg.window_drops < 0 or cfg.select_seconds < 1 or cfg.race_margin < 0 or cfg.race_steps < 0 \
-                or cfg.select_margin < 0:
+                or cfg.select_margin < 0 or cfg.ensemble < 0:
             raise ValueError("batch_size, budget_steps, lr, check_rows and select_seconds must be positive; "
-                             "max_epochs, cache_mb, window_drops, race_margin, race_steps and select_margin >= 0")
+                             "max_epochs, cache_mb, window_drops, race_margin, race_steps, select_margin and ensemble >= 0")
         return cfg
 
     def candidate_configs(self) -> list[tuple[str, "TrainConfig"]]:
@@ -150,6 +152,8 @@ KNOBS = (
          "mlp (the seed's), wide (mlp 1024, dropout 0.5), lnmlp (mlp with LayerNorm, GELU), strong (lnmlp 1024, AdamW, one-cycle), "
          "resmlp (residual, LayerNorm), linear", form=True,
          pattern="^({0})(,({0}))*$".format("|".join(CANDIDATES))),
+    Knob("ensemble", "ensemble", "also try the mean probability of the best N candidates as one model (0: off)",
+         form=True, minimum=0),
     Knob("select_seconds", "select_seconds", "time budget of the selection: no candidate starts after it",
          form=True, minimum=1),
     Knob("lr", "lr", "Adam learning rate", form=True, exclusive_minimum=0),

@@ -315,20 +315,20 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
             race = (max(f.score for f in tried), cfg.race_margin, cfg.race_steps) if tried and cfg.race_margin else None
             tried.append(fit_candidate(name, ccfg, d, loaders, norm, pos_weight, precision, active,
                                        cfg.select_seconds - spent, tag=len(candidates) > 1, race=race))
-        best = select(tried, d, cfg.select_margin, cfg.split_seed)
-        if len(tried) > 1:
-            for f in tried:
+        best, scored = select(tried, d, cfg.select_margin, cfg.split_seed, cfg.ensemble)
+        if len(scored) > 1:
+            for f in scored:
                 log.info("selection: %-7s val macro-F1 cross-fitted %s (tuned on the same rows %.4f), %d parameters, "
                          "best epoch %d of %d, %.1fs%s", f.name, "-" if f.crossfit is None else f"{f.crossfit:.4f}",
                          f.score, f.parameters, f.report.best_epoch, len(f.report.history), f.seconds,
                          "  <- kept" if f is best else "")
             for row in best.report.history:  # the kept model's curves under the plain names
                 log_epoch(active, row)
-        lit, report, model_cfg, max_epochs, patience = best.lit, best.report, best.model_cfg, best.max_epochs, \
+        model, report, model_cfg, max_epochs, patience = best.model, best.report, best.model_cfg, best.max_epochs, \
             best.patience
         fit_seconds = time.perf_counter() - t_start
 
-        val_y, val_proba = best.val if best.val is not None else predict_split(lit.model, d, VAL)  # once
+        val_y, val_proba = best.val if best.val is not None else predict_split(model, d, VAL)  # once
         n_labels = len(d.label_names)
         tuned = metrics.tune_thresholds(val_y, val_proba) if cfg.tune_thresholds else \
             metrics.Tuned(np.full(n_labels, 0.5, np.float32), ["fixed"] * n_labels, val_y.sum(0).astype(int).tolist(),
@@ -336,7 +336,7 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
         thr = tuned.thresholds
         f1_fixed, f1_tuned = metrics.macro_f1(val_y, val_proba, 0.5), metrics.macro_f1(val_y, val_proba, thr)
         out_dir = RunDir(tmp)
-        mdl.save(lit.model, tmp)
+        mdl.save(model, tmp)
         out_dir.write_thresholds(d.label_names, thr.tolist(), methods=tuned.methods, val_support=tuned.support,
                                  global_threshold=tuned.global_threshold)
         out_dir.write_history(report.history)
@@ -344,7 +344,7 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
         x = d.read(idx)
         out_dir.write_check_rows(x[:, :d.img_dim], x[:, d.img_dim:], d.ids[idx], source)
         summary = {"params": params, "model": dataclasses.asdict(model_cfg), "candidate": best.record()["name"],
-                   "kept": best.record(), "candidates": [f.record() for f in tried],
+                   "kept": best.record(), "candidates": [f.record() for f in scored],
                    "best_epoch": report.best_epoch, "epochs_run": len(report.history),
                    "best_val_loss": report.best_loss, "selected_on": cfg.select_on, "max_epochs": max_epochs,
                    "patience": patience, "val_macro_f1_at_0.5": f1_fixed,
@@ -358,7 +358,7 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
                                               "tracking_uri": summary["tracking_uri"],
                                               "git_commit": params["git_commit"]})
         tracking.set_tags(active, {"data_version": d.version, "dvc_md5": data["dvc_md5"], "candidate": summary["candidate"]})
-        tracking.log_metrics(active, {f"candidate_{f.name}_val_macro_f1_tuned": f.score for f in tried})
+        tracking.log_metrics(active, {f"candidate_{f.name}_val_macro_f1_tuned": f.score for f in scored})
         tracking.log_metrics(active, {"best_val_loss": report.best_loss, "selected_on": cfg.select_on, "max_epochs": max_epochs,
                    "patience": patience, "val_macro_f1_at_0.5": f1_fixed,
                                       "val_macro_f1_tuned": f1_tuned, "train_seconds": summary["seconds"]})
@@ -371,8 +371,8 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
 @dataclasses.dataclass
 class Fitted:
     name: str
-    lit: LitFusion
-    report: EpochReport
+    model: mdl.FusionMLP | mdl.Ensemble
+    report: EpochReport  # an ensemble's: its best member's (its curves are the members' own)
     model_cfg: mdl.ModelConfig
     cfg: TrainConfig
     max_epochs: int
@@ -380,36 +380,54 @@ class Fitted:
     seconds: float
     crossfit: float | None = None  # val macro-F1, thresholds tuned on the other half (metrics.crossfit_macro_f1)
     val: tuple[np.ndarray, np.ndarray] | None = None  # (labels, probabilities) on val, once selection made them
+    members: tuple[str, ...] = ()  # an ensemble's members' names
+    tuned: float | None = None  # an ensemble's val macro-F1, thresholds tuned on val (a candidate's: its report's)
 
     @property
     def score(self) -> float:
+        if self.tuned is not None:
+            return self.tuned
         return self.report.best_score if self.report.best_state is not None else -1.0
 
     @property
     def parameters(self) -> int:
-        return sum(p.numel() for p in self.lit.model.net.parameters())
+        return mdl.parameters(self.model)
 
     def record(self) -> dict:
         return {"name": self.name, "family": self.model_cfg.family, "hidden": self.model_cfg.hidden,
                 "dropout": self.model_cfg.dropout, "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay,
                 "lr_schedule": self.cfg.lr_schedule, "parameters": self.parameters,
-                "val_macro_f1_tuned": self.report.best_score, "val_macro_f1_crossfit": self.crossfit,
+                "val_macro_f1_tuned": self.score, "val_macro_f1_crossfit": self.crossfit,
                 "best_epoch": self.report.best_epoch, "dropped_early": self.report.dropped,
-                "epochs_run": len(self.report.history), "seconds": self.seconds}
+                "epochs_run": len(self.report.history), "seconds": self.seconds,
+                **({"members": list(self.members)} if self.members else {})}
 
 
-def select(tried: list[Fitted], d: ds.Dataset, margin: float, seed: int) -> Fitted:
-    """The candidate to keep: each is scored on val with cross-fitted thresholds (never tuned on
-    the rows they score), and of those within `margin` of the best, the one with the fewest
-    parameters wins: a difference that small is noise, and the smaller model the safer bet."""
+def select(tried: list[Fitted], d: ds.Dataset, margin: float, seed: int, ensemble: int = 0) \
+        -> tuple[Fitted, list[Fitted]]:
+    """The candidate to keep, and every contender scored. Each is scored on val with
+    cross-fitted thresholds (never tuned on the rows they score); with `ensemble` >= 2, the mean
+    of the best `ensemble` candidates' probabilities contends too (it costs no training). Of
+    those within `margin` of the best, the one with the fewest parameters wins: a difference that
+    small is noise, and the smaller model the safer bet."""
     if len(tried) == 1:
-        return tried[0]
+        return tried[0], tried
     for f in tried:
         if f.report.best_state is not None:
-            f.val = predict_split(f.lit.model, d, VAL)
+            f.val = predict_split(f.model, d, VAL)
             f.crossfit = metrics.crossfit_macro_f1(*f.val, seed=seed)
     scored = [f for f in tried if f.crossfit is not None]
-    return scored[pick([f.crossfit for f in scored], [f.parameters for f in scored], margin)]
+    whole = [f for f in scored if not f.report.dropped]  # a candidate the race stopped is no member
+    if ensemble >= 2 and len(whole) >= 2:
+        top = sorted(whole, key=lambda f: -f.crossfit)[:ensemble]
+        model = mdl.ensemble_of([f.model for f in top])
+        e = Fitted("ensemble", model, top[0].report, model.cfg, top[0].cfg, top[0].max_epochs, top[0].patience,
+                   sum(f.seconds for f in top), members=tuple(f.name for f in top))
+        e.val = (top[0].val[0], np.mean([f.val[1] for f in top], axis=0, dtype=np.float32))
+        e.crossfit = metrics.crossfit_macro_f1(*e.val, seed=seed)
+        e.tuned = metrics.macro_f1(*e.val, metrics.tune_thresholds(*e.val).thresholds)
+        scored.append(e)
+    return scored[pick([f.crossfit for f in scored], [f.parameters for f in scored], margin)], scored
 
 
 def pick(scores: list[float], sizes: list[int], margin: float) -> int:
@@ -448,7 +466,7 @@ def fit_candidate(name: str, cfg: TrainConfig, d: ds.Dataset, loaders, norm, pos
                         max_time={"seconds": max(1, int(seconds_left))})
     trainer.fit(lit, *loaders)
     lit.model.load_state_dict(report.best_state)
-    return Fitted(name, lit, report, model_cfg, cfg, max_epochs, patience, time.perf_counter() - t0)
+    return Fitted(name, lit.model, report, model_cfg, cfg, max_epochs, patience, time.perf_counter() - t0)
 
 
 def read_overrides(config_json: Path | None, pairs: dict) -> dict:

@@ -61,7 +61,7 @@ def test_unknown_or_repeated_candidates_are_refused_and_the_form_offers_them():
 
 
 def test_selection_keeps_the_best_candidate_on_validation_and_respects_its_time_budget(drop, tmp_path):
-    s = train([drop / "d"], tmp_path / "r", TrainConfig(max_epochs=2, candidates="linear,mlp", hidden=32),
+    s = train([drop / "d"], tmp_path / "r", TrainConfig(max_epochs=2, candidates="linear,mlp", hidden=32, ensemble=0),
               tracking_uri="none")
     tried = {t["name"]: t for t in s["candidates"]}
     assert list(tried) == ["linear", "mlp"]
@@ -89,3 +89,42 @@ def test_a_later_candidate_far_behind_stops_early(drop, tmp_path):
     assert s["candidate"] == "linear"
     s = train([drop / "d"], tmp_path / "r2", TrainConfig(**{**cfg, "race_margin": 0}), tracking_uri="none")
     assert not s["candidates"][1]["dropped_early"] and s["candidates"][1]["epochs_run"] == 6
+
+
+def test_an_ensemble_is_one_graph_serving_its_members_mean_probability(drop, tmp_path):
+    s = train([drop / "d"], tmp_path / "r", TrainConfig(max_epochs=2, candidates="linear,mlp", hidden=32, ensemble=2),
+              tracking_uri="none")
+    tried = {t["name"]: t for t in s["candidates"]}
+    assert list(tried) == ["linear", "mlp", "ensemble"]
+    e = tried["ensemble"]
+    assert sorted(e["members"]) == ["linear", "mlp"] and e["family"] == "ensemble"
+    assert e["parameters"] == tried["linear"]["parameters"] + tried["mlp"]["parameters"]
+    names = list(tried)  # the ensemble contends like any candidate, the smaller model preferred within the margin
+    assert s["candidate"] == names[pick([tried[n]["val_macro_f1_crossfit"] for n in names],
+                                        [tried[n]["parameters"] for n in names], s["params"]["select_margin"])]
+    # serve it whatever the selection said: it loads as one model and exports as one graph with parity
+    members = []
+    for family in ("linear", "mlp"):
+        train([drop / "d"], tmp_path / family, TrainConfig(max_epochs=1, candidates=family, hidden=32),
+              tracking_uri="none")
+        members.append(mdl.load(tmp_path / family))
+    mdl.save(mdl.ensemble_of(members), tmp_path / "mlp")
+    model = mdl.load(tmp_path / "mlp")
+    assert isinstance(model, mdl.Ensemble) and RunDir(tmp_path / "mlp").model_config()["family"] == "ensemble"
+    img, txt, *_ = RunDir(tmp_path / "mlp").check_rows()
+    want = np.mean([mdl.predict_proba(m, img, txt) for m in members], axis=0)
+    np.testing.assert_allclose(mdl.predict_proba(model, img, txt), want, atol=1e-6)
+    r = export_onnx(tmp_path / "mlp", tracking_uri="none")
+    assert r["ok"] and r["max_abs_diff"] <= 1e-4
+    assert "the mean probability of 2 models" in mdl.describe(model.cfg)
+
+
+def test_an_ensemble_stays_exact_where_a_float32_sigmoid_saturates():
+    cfg = mdl.ModelConfig(img_dim=1, txt_dim=1, n_labels=2, family="linear")
+    e = mdl.ensemble_of([mdl.FusionMLP(cfg), mdl.FusionMLP(cfg)])
+    with torch.no_grad():
+        for m, b in zip(e.members, (40.0, 30.0)):
+            m.net.weight.zero_(), m.net.bias.copy_(torch.tensor([b, -b]))
+        got = e(torch.zeros(1, 1), torch.zeros(1, 1)).double().numpy()[0]
+    want = np.log(2 / (np.exp(-40) + np.exp(-30)))  # logit of 1 - (e^-40 + e^-30) / 2, to first order
+    np.testing.assert_allclose(got, [want, -want], rtol=1e-5)

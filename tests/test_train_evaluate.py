@@ -23,7 +23,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     synth.write_labeled(root / "drops" / "d1", "d1", rows=15_000, seed=42)
     uri = f"sqlite:///{root}/mlflow.db"
-    summary = train([root / "drops"], root / "run", TrainConfig(max_epochs=8), tracking_uri=uri, run_name="t")
+    # two candidates (the default trains one, `strong`): the selection, the ensemble, the run dir
+    summary = train([root / "drops"], root / "run", TrainConfig(max_epochs=8, candidates="mlp,linear"),
+                    tracking_uri=uri, run_name="t")
     return root, uri, summary
 
 
@@ -31,19 +33,22 @@ def test_run_dir_holds_a_pickle_free_checkpoint_thresholds_and_history(trained):
     root, _, summary = trained
     run = root / "run"
     state = torch.load(run / mdl.WEIGHTS, weights_only=True)
-    # the default trains two candidates and keeps, of those within select_margin of the best on
-    # cross-fitted validation macro-F1, the one with the fewest parameters
+    # of the two candidates and their ensemble (the mean probability, the default's `ensemble`),
+    # those within select_margin of the best on cross-fitted validation macro-F1, the smallest is kept
     tried = summary["candidates"]
-    assert [t["name"] for t in tried] == ["mlp", "linear"]
+    assert [t["name"] for t in tried] == ["mlp", "linear", "ensemble"]
     want = pick([t["val_macro_f1_crossfit"] for t in tried], [t["parameters"] for t in tried],
                 summary["params"]["select_margin"])
     assert summary["candidate"] == tried[want]["name"]
-    assert state["norm.mean"].shape == state["norm.scale"].shape == (512 + 768,), "inputs standardized"
+    norm = "members.0.norm" if summary["candidate"] == "ensemble" else "norm"
+    assert state[f"{norm}.mean"].shape == state[f"{norm}.scale"].shape == (512 + 768,), "inputs standardized"
     if summary["candidate"] == "mlp":
         assert set(state) == {"norm.mean", "norm.scale", "net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias"}
         assert state["net.0.weight"].shape == (256, 512 + 768) and state["net.3.weight"].shape == (50, 256)
-    else:
+    elif summary["candidate"] == "linear":
         assert set(state) == {"norm.mean", "norm.scale", "net.weight", "net.bias"}
+    else:
+        assert {k.split(".")[1] for k in state} == {"0", "1"} and len(state) == 10
     thr = json.loads((run / "thresholds.json").read_text())
     assert len(thr["thresholds"]) == 50 and thr["label_names"][0] == "ceasefire_talks" and thr["tuned"]
     history = json.loads((run / "history.json").read_text())
