@@ -4,12 +4,25 @@
 #   docker/build-images.sh          -> social-tone/task (the demo and the tests)
 #   docker/build-images.sh --team   -> + airflow, triton-cpu, postgres, redis, docker-proxy
 #                                      (docker-compose.yaml)
+#   docker/build-images.sh --tensorrt -> + social-tone/tensorrt (a GPU host: TEAM_GPU=1, gpu-smoke),
+#                                      on the NGC base TENSORRT_BASE_IMAGE, which must be loaded
 # Env: BASE_IMAGE (default: the local debootstrap base, made when missing),
 #      TASK_IMAGE (default social-tone/task), PIP_EXTRA_CA (a CA bundle for a TLS-intercepting
 #      proxy, used by the host-side `pip wheel`; containers never reach the network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TEAM=false; [ "${1:-}" = --team ] && TEAM=true
+TEAM=false; TENSORRT=false
+for arg in "$@"; do
+  case $arg in --team) TEAM=true ;; --tensorrt) TENSORRT=true ;; *) echo "unknown option $arg" >&2; exit 2 ;; esac
+done
+TENSORRT_BASE_IMAGE=${TENSORRT_BASE_IMAGE:-nvcr.io/nvidia/tensorrt:24.10-py3}
+if $TENSORRT && ! docker image inspect "$TENSORRT_BASE_IMAGE" >/dev/null 2>&1; then
+  # checked first: a GPU stack without its converter would only fail at the first retrain
+  echo "error: the TensorRT image's base $TENSORRT_BASE_IMAGE is not on this engine, and no registry is used." \
+       "Load it (docker save on a machine with nvcr.io access, then: docker load -i tensorrt-24.10.tar) or set" \
+       "TENSORRT_BASE_IMAGE." >&2
+  exit 3
+fi
 TASK_IMAGE=${TASK_IMAGE:-social-tone/task}
 if [ -z "${BASE_IMAGE:-}" ]; then
   BASE_IMAGE=social-tone/base:bookworm
@@ -19,28 +32,40 @@ CACHE=$HOME/.cache/social-tone
 
 # Host-side wheelhouse for a requirements file, cached by its content: pip inside `docker
 # build` would meet the proxy; `pip wheel` also turns sdist-only dependencies into wheels.
-wheelhouse() {  # requirements file -> prints the cache folder
-  local req=$1 hash dir
-  hash=$(grep -v '^#' "$req" | sha256sum | cut -c1-12)
+# With a Python version (the image's, when it is not the host's): binary wheels for that
+# CPython on manylinux x86_64, whatever Python the host has.
+wheelhouse() {  # requirements file [python version] -> prints the cache folder
+  local req=$1 py=${2:-} hash dir
+  hash=$( (grep -v '^#' "$req"; [ -z "$py" ] || echo "python $py") | sha256sum | cut -c1-12)
   dir=${WHEELHOUSE:-$CACHE/wheelhouse-$hash}
   if [ ! -f "$dir/.complete" ]; then
     mkdir -p "$dir"
+    local how=(wheel -w "$dir")
+    # Debian 12's images run Python 3.11 and `pip wheel` builds for the host's python3 (a cp311
+    # download for other hosts is issue 25's open item: some of dvc's dependencies have no wheel)
+    [ -n "$py" ] || python3 -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null || {
+      echo "error: building $req's wheels needs python3 3.11 on the host (the images' Python), not" \
+           "$(python3 --version 2>&1)" >&2; exit 3; }
+    [ -z "$py" ] || how=(download -d "$dir" --only-binary=:all: --implementation cp --python-version "$py"
+                         --abi "cp${py/./}" --abi abi3 --abi none --platform manylinux_2_28_x86_64
+                         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
     # (this machine's pip config names an unused extra index: one harmless warning per package)
-    python3 -m pip wheel -q ${PIP_EXTRA_CA:+--cert "$PIP_EXTRA_CA"} -w "$dir" -r "$req" \
+    python3 -m pip "${how[@]}" -q ${PIP_EXTRA_CA:+--cert "$PIP_EXTRA_CA"} -r "$req" \
       2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
     touch "$dir/.complete"
   fi
   echo "$dir"
 }
-# image name, its hash, Dockerfile, requirements file or "" (-> /wheels), build args...
+# image name, its hash, Dockerfile, requirements file or "" (-> /wheels), its Python version or
+# "" (the host's), build args...
 build() {
-  local image=$1 hash=$2 dockerfile=$3 req=$4; shift 4
+  local image=$1 hash=$2 dockerfile=$3 req=$4 py=$5; shift 5
   if docker image inspect "$image:$hash" >/dev/null 2>&1; then
     docker tag "$image:$hash" "$image:latest"; echo "$image:$hash exists"; return
   fi
   find docker/wheelhouse -mindepth 1 -not -name .keep -delete 2>/dev/null || true; mkdir -p docker/wheelhouse
   if [ -n "$req" ]; then
-    local wheels; wheels=$(wheelhouse "$req")
+    local wheels; wheels=$(wheelhouse "$req" "$py")
     cp -al "$wheels"/*.whl docker/wheelhouse/ 2>/dev/null || cp "$wheels"/*.whl docker/wheelhouse/
     cp "$req" "docker/wheelhouse/$(basename "$req" .tmp)"
   fi
@@ -54,8 +79,14 @@ trap 'rm -f docker/*.txt.tmp' EXIT
 grep -vE '^(pytest|hypothesis|selenium|ruff|nvidia-pytriton)' requirements.txt > docker/requirements-task.txt.tmp
 build "$TASK_IMAGE" "$( (echo "$BASE_IMAGE"; cat requirements.txt docker/Dockerfile.task pyproject.toml;
                          find tasks -name '*.py' -print0 | sort -z | xargs -0 cat) | sha256sum | cut -c1-12)" \
-  docker/Dockerfile.task docker/requirements-task.txt.tmp --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  docker/Dockerfile.task docker/requirements-task.txt.tmp "" --build-arg BASE_IMAGE="$BASE_IMAGE" \
   --build-arg GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+if $TENSORRT; then
+  build social-tone/tensorrt "$( (echo "$TENSORRT_BASE_IMAGE"; cat docker/requirements-tensorrt.txt docker/Dockerfile.tensorrt \
+                                  pyproject.toml; find tasks -name '*.py' -print0 | sort -z | xargs -0 cat) \
+                                | sha256sum | cut -c1-12)" \
+    docker/Dockerfile.tensorrt docker/requirements-tensorrt.txt 3.10 --build-arg BASE_IMAGE="$TENSORRT_BASE_IMAGE"
+fi
 $TEAM || exit 0
 
 # Airflow: requirements-airflow.txt without the test tools + Celery/Postgres
@@ -64,17 +95,17 @@ $TEAM || exit 0
 build social-tone/airflow "$( (echo "$BASE_IMAGE"; cat docker/requirements-airflow.txt.tmp docker/Dockerfile.airflow;
                                find dags include plugins tasks -name '*.py' -print0 | sort -z | xargs -0 cat) \
                              | sha256sum | cut -c1-12)" \
-  docker/Dockerfile.airflow docker/requirements-airflow.txt.tmp --build-arg BASE_IMAGE="$BASE_IMAGE"
+  docker/Dockerfile.airflow docker/requirements-airflow.txt.tmp "" --build-arg BASE_IMAGE="$BASE_IMAGE"
 # CPU Triton: the server and the Python backend's ONNX Runtime, pinned in requirements.txt
 grep -E '^(numpy|onnxruntime|nvidia-pytriton|tritonclient)[=\[]' requirements.txt > docker/requirements-triton.txt.tmp
 build social-tone/triton-cpu "$( (echo "$BASE_IMAGE"; cat docker/requirements-triton.txt.tmp docker/Dockerfile.triton-cpu;
                                   find tasks -name '*.py' -print0 | sort -z | xargs -0 cat) | sha256sum | cut -c1-12)" \
-  docker/Dockerfile.triton-cpu docker/requirements-triton.txt.tmp --build-arg BASE_IMAGE="$BASE_IMAGE"
+  docker/Dockerfile.triton-cpu docker/requirements-triton.txt.tmp "" --build-arg BASE_IMAGE="$BASE_IMAGE"
 # Postgres, Redis and the socket proxy: Debian's packages in one debootstrap base
 SERVICES_PKGS=(postgresql-15 redis-server haproxy)
 SERVICES=social-tone/services:$( (cat docker/make-base-image.sh; echo "${SERVICES_PKGS[@]}") | sha256sum | cut -c1-12)
 docker/make-base-image.sh "$SERVICES" "${SERVICES_PKGS[@]}"
 for svc in postgres redis docker-proxy; do
   build "social-tone/$svc" "$( (echo "$SERVICES"; cat "docker/Dockerfile.$svc" docker/services/*) | sha256sum | cut -c1-12)" \
-    "docker/Dockerfile.$svc" "" --build-arg SERVICES_BASE="$SERVICES"
+    "docker/Dockerfile.$svc" "" "" --build-arg SERVICES_BASE="$SERVICES"
 done

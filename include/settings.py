@@ -133,7 +133,7 @@ def load() -> Settings:
         # a GPU on the Docker host: convert-tensorrt gets the TensorRT image and the device,
         # and the onnxruntime backend runs on KIND_GPU
         gpu=_env("SOCIAL_TONE_GPU", "false").lower() in ("1", "true", "yes"),
-        tensorrt_image=_env("SOCIAL_TONE_TENSORRT_IMAGE", "social-tone/tensorrt:24.10"),
+        tensorrt_image=_env("SOCIAL_TONE_TENSORRT_IMAGE", "social-tone/tensorrt:latest"),
         model_name=task_env.get("SOCIAL_TONE_MODEL_NAME"),
         mlflow_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow/mlflow.db"),
         gate_tolerance=float(_env("SOCIAL_TONE_GATE_TOLERANCE", str(TOLERANCE))),

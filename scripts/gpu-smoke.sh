@@ -4,7 +4,8 @@
 #   onnxruntime on KIND_GPU -> load in the NGC Triton (24.10) -> infer -> score a day ->
 #   hot reload of a second version with the canary at each version's own tolerance.
 # Needs: one NVIDIA GPU with its driver, the NVIDIA container toolkit (`docker run --gpus`),
-# access to nvcr.io for the two NGC base images, and the task image (docker/build-images.sh).
+# the two NGC 24.10 images (tensorrt, tritonserver) docker-loaded; it builds the task and
+# TensorRT images itself (docker/build-images.sh --tensorrt).
 # Exit 0: every step passed; 5: skipped, no GPU here; anything else: the step that failed is
 # printed. Everything it starts listens on 127.0.0.1 and is removed at exit; results go to
 # $WORK/gpu-smoke.json (printed at the end).
@@ -16,7 +17,7 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
   exit 5
 fi
 TASK_IMAGE=${SOCIAL_TONE_TASK_IMAGE:-social-tone/task:latest}
-TRT_IMAGE=${SOCIAL_TONE_TENSORRT_IMAGE:-social-tone/tensorrt:24.10}
+TRT_IMAGE=${SOCIAL_TONE_TENSORRT_IMAGE:-social-tone/tensorrt:latest}
 TRITON_IMAGE=${SOCIAL_TONE_TRITON_GPU_IMAGE:-nvcr.io/nvidia/tritonserver:24.10-py3}
 GRPC_PORT=${GPU_SMOKE_GRPC_PORT:-18001}; HTTP_PORT=${GPU_SMOKE_HTTP_PORT:-18000}
 WORK=$(mktemp -d /tmp/social-tone-gpu-smoke.XXXXXX)
@@ -35,8 +36,10 @@ task() {  # image, command... : one `python3 -m tasks` step, as the DAG's factor
 }
 
 step "images"
-docker image inspect "$TASK_IMAGE" >/dev/null 2>&1 || docker/build-images.sh
-docker image inspect "$TRT_IMAGE" >/dev/null 2>&1 || docker build -q -f docker/Dockerfile.tensorrt -t "$TRT_IMAGE" .
+docker image inspect "$TRITON_IMAGE" >/dev/null 2>&1 || {
+  echo "error: $TRITON_IMAGE is not on this engine (no registry is used): docker load it first" >&2; exit 3; }
+# both images rebuilt when tasks/ changed since (tagged by content), reused otherwise
+docker/build-images.sh --tensorrt
 docker run --rm --gpus all "$TRT_IMAGE" nvidia-smi -L
 
 step "a synthetic drop, a short training run, ONNX export (CPU task image)"

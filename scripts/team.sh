@@ -26,9 +26,17 @@ health() {  # one line per container: service state health
 case ${1:-} in
 up)
   t0=$(date +%s)
+  if [ "${TEAM_GPU:-0}" = 1 ]; then  # before anything is written or started: the NGC images are loaded by hand
+    docker/start-dockerd.sh
+    gpu_triton=$(sed -n 's/^ *image: \(nvcr.io\/nvidia\/tritonserver:[^ ]*\)$/\1/p' docker-compose.gpu.yaml)
+    docker image inspect "$gpu_triton" >/dev/null 2>&1 || {
+      echo "error: TEAM_GPU=1 serves on $gpu_triton, which is not on this engine (no registry is used):" \
+           "docker load it first" >&2; exit 3; }
+    TEAM_GPU_IMAGES=1  # build-images.sh --tensorrt checks the TensorRT base the same way, before it builds
+  fi
   scripts/compose-init.sh "$ENV_FILE"
   docker/start-dockerd.sh
-  docker/build-images.sh --team
+  docker/build-images.sh --team ${TEAM_GPU_IMAGES:+--tensorrt}
   t1=$(date +%s)
   # Debian's docker-compose 1.29 cannot recreate a container on Docker >= 25 (KeyError
   # 'ContainerConfig', docker/compose#11742): a running stack is stopped first (volumes kept)

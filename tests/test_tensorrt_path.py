@@ -2,6 +2,7 @@
 batched parity, publish's fallback to the onnxruntime backend, per-precision canary
 tolerances, GPU instance kinds, the config that travels with each version, gpu-smoke's skip."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -165,6 +166,74 @@ def test_the_tensorrt_images_modules_parse_as_python_3_10():
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
 
 
+PY310 = Path.home() / ".pyenv" / "versions" / "3.10.13" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def trt_image_python():
+    """A Python 3.10 venv with the TensorRT image's pins (docker/requirements-tensorrt.txt),
+    cached by their content: convert-tensorrt's whole import chain as the NGC image runs it."""
+    import hashlib
+    if not PY310.exists():
+        pytest.skip(f"no Python 3.10 at {PY310} (the NGC 24.10 images' interpreter)")
+    req = REPO_ROOT / "docker" / "requirements-tensorrt.txt"
+    venv = Path.home() / ".cache" / "social-tone" / f"venv-trt310-{hashlib.sha256(req.read_bytes()).hexdigest()[:12]}"
+    if not (venv / ".complete").exists():
+        subprocess.run([str(PY310), "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(req)], check=True)
+        (venv / ".complete").touch()
+    return venv / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory):
+    from tasks import synth
+    from tasks.export_onnx import export_onnx
+    from tasks.train import TrainConfig, train
+    root = tmp_path_factory.mktemp("trt")
+    synth.write_labeled(root / "d", "d", rows=3000, seed=4)
+    train([root / "d"], root / "run", TrainConfig(max_epochs=1, candidates="mlp", hidden=32), tracking_uri="none")
+    export_onnx(root / "run", tracking_uri="none")
+    return root / "run"
+
+
+def convert_under_3_10(python: Path, run: Path, *flags, drift: float = 0.0):
+    import shutil
+    work = run.parent / f"{run.name}-{len(list(run.parent.iterdir()))}"
+    shutil.copytree(run, work)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONPATH": f"{REPO_ROOT / 'tests' / 'gpu_fake'}:{REPO_ROOT}",
+           "FAKE_TRT_DRIFT": str(drift)}
+    p = subprocess.run([str(python), "-m", "tasks", "convert-tensorrt", "--run", str(work), *flags], env=env,
+                       capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    return p, work
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_convert_runs_end_to_end_under_the_tensorrt_images_python(trt_image_python, exported_run, fp16):
+    """convert() as the NGC image runs it (Python 3.10, its pins, the real polygraphy Profile and
+    CreateConfig), with a fake engine that reuses its output buffer: max batch 64 makes 16
+    requests over the 1000 check rows, so an answer kept as a view would fail parity."""
+    p, run = convert_under_3_10(trt_image_python, exported_run, "--max-batch", "64", *(["--fp16"] if fp16 else []))
+    assert p.returncode == 0, p.stdout + p.stderr
+    report = json.loads((run / "tensorrt.json").read_text())
+    assert report["ok"] and report["rows"] == 1000 and report["max_abs_diff"] <= 1e-5
+    assert report["tensorrt"] == "10.5.0.18" and report["profile"] == [1, 64, 64]
+    assert report["precision"] == ("fp16" if fp16 else "fp32") and report["atol"] == ATOL[("tensorrt_plan", report["precision"])]
+    plan = (run / "model.plan").read_text()
+    assert f"fp16={fp16}" in plan and "'img_emb': ((1, 512), (64, 512), (64, 512))" in plan
+
+
+def test_a_plan_off_by_more_than_the_tolerance_is_not_written_and_the_step_skips(trt_image_python, exported_run):
+    p, run = convert_under_3_10(trt_image_python, exported_run, drift=0.01)
+    assert p.returncode == 5, p.stdout + p.stderr
+    report = json.loads((run / "tensorrt.json").read_text())
+    assert not report["ok"] and report["skipped"] and "parity failed" in report["reason"]
+    assert not (run / "model.plan").exists()
+    from tasks.triton.repo import choose_model_file
+    path, backend, why = choose_model_file(run, "tensorrt_plan")
+    assert backend == "onnxruntime" and "parity failed" in why
+
+
 def heredoc_docker_runs_without_stdin(text: str) -> list[str]:
     """`docker run ... <<EOF` lines (continuations joined) that lack -i: docker would pass no
     stdin, the script inside would read nothing and exit 0, checking nothing."""
@@ -203,3 +272,15 @@ def test_a_plan_that_fails_parity_is_skipped_and_the_onnx_graph_served_with_the_
     (run / "tensorrt.json").write_text(json.dumps({"ok": False, "skipped": True, "reason": reason}))
     path, backend, why = choose_model_file(run, "tensorrt_plan")
     assert path == run / "model.onnx" and backend == "onnxruntime" and reason in why
+
+
+def test_a_gpu_stack_stops_at_once_when_an_ngc_image_is_not_loaded(tmp_path):
+    """No registry is used: a missing NGC base must stop the build (and TEAM_GPU=1 team-up)
+    with what to do, before anything is built, never at the first retrain."""
+    p = subprocess.run(["docker/build-images.sh", "--tensorrt"], cwd=REPO_ROOT, capture_output=True, text=True,
+                       env={**os.environ, "TENSORRT_BASE_IMAGE": "social-tone/no-such-ngc-base:0"}, timeout=120)
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "social-tone/no-such-ngc-base:0 is not on this engine" in p.stderr and "docker load" in p.stderr
+    assert "built" not in p.stdout and "exists" not in p.stdout
+    p = subprocess.run(["docker/build-images.sh", "--no-such-option"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and "unknown option" in p.stderr

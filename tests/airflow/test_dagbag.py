@@ -136,8 +136,8 @@ def test_tensorrt_step_gets_the_gpu_image_and_device_when_a_gpu_is_configured():
                              env={**os.environ, **env}).stdout
         return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
 
-    gpu = parse(SOCIAL_TONE_GPU="true", SOCIAL_TONE_TENSORRT_IMAGE="social-tone/tensorrt:24.10")
-    assert gpu["convert_tensorrt"][:2] == ["social-tone/tensorrt:24.10", [[["gpu"]]]]
+    gpu = parse(SOCIAL_TONE_GPU="true", SOCIAL_TONE_TENSORRT_IMAGE="social-tone/tensorrt:latest")
+    assert gpu["convert_tensorrt"][:2] == ["social-tone/tensorrt:latest", [[["gpu"]]]]
     assert "--fp16" in gpu["convert_tensorrt"][2] and "--run" in gpu["convert_tensorrt"][2]
     assert {i for i, (image, devices, _) in gpu.items() if devices} == {"convert_tensorrt"}
     assert {image for i, (image, _, _) in gpu.items() if i != "convert_tensorrt"} == {"social-tone/task:latest"}
