@@ -110,11 +110,13 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[
                   "--tracking-uri", "none", *([] if baseline else ["--no-baseline"]))
         m = json.loads((work / f"{name}-{recipe}-eval" / "metrics.json").read_text())["models"]
         summary = json.loads((run / "train_summary.json").read_text())
-        tasks(REPO, "export-onnx", "--run", run, "--tracking-uri", "none")
+        exported = (run / "check_rows.npz").exists()  # (an older commit's run dir has no check rows)
+        if exported:
+            tasks(REPO, "export-onnx", "--run", run, "--tracking-uri", "none")
         rows.append({"set": name, "recipe": recipe, "macro_f1": m["candidate"]["macro_f1"],
                      "micro_f1": m["candidate"]["micro_f1"], "macro_pr_auc": m["candidate"]["macro_pr_auc"],
                      "train_s": train_s, "epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
-                     "kept": summary.get("candidate", "mlp"), "serve_rows_s": serve_rate(run / "model.onnx"),
+                     "kept": summary.get("candidate", "mlp"), "serve_rows_s": serve_rate(run / "model.onnx") if exported else None,
                      "candidates": {c["name"]: round(c.get("val_macro_f1_crossfit") or c["val_macro_f1_tuned"], 4)
                                     for c in summary.get("candidates", [])}})
         if baseline:
@@ -124,7 +126,7 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[
                          "unsupported": len(m["candidate"]["unsupported_labels"]), "test_rows": r.get("test_rows")})
         print(f"{name:10s} {recipe:8s} macro-F1 {rows[-1 - baseline]['macro_f1']:.4f} micro-F1 "
               f"{rows[-1 - baseline]['micro_f1']:.4f} train {train_s:6.1f}s serving "
-              f"{rows[-1 - baseline]['serve_rows_s'] / 1e3:.0f}k rows/s", flush=True)
+              f"{(rows[-1 - baseline]['serve_rows_s'] or 0) / 1e3:.0f}k rows/s", flush=True)
     return rows
 
 

@@ -68,7 +68,7 @@ def steps(s: Settings, paths) -> dict:
                                   writes=[s.runs, s.mlflow_dir])
         tensorrt = docker_task.task(s, "convert_tensorrt", [
             "convert-tensorrt", "--run", paths["run"],
-            "--skip", x("params.skip_tensorrt"), "--fp16", x("params.tensorrt_fp16")],
+            "--skip", x("params.skip_tensorrt"), "--fp16", x("params.tensorrt_fp16"), "--require-gpu", str(s.gpu)],
             writes=[s.runs], network=False, gpu=True, skip_on_exit_code=docker_task.EXIT_SKIPPED)
         # the model export wrote (not the claim's XCom: with the claim as a direct upstream, this
         # trigger rule would also fire on the quarantine path); the record goes to RunPaths' place

@@ -148,7 +148,7 @@ def cmd_convert_tensorrt(args) -> dict:
         from tasks.errors import Skipped
         raise Skipped("skipped on request (--skip)")
     return ct.convert(args.run, onnx_path=args.onnx, out=args.out, max_batch=args.max_batch, opt_batch=args.opt_batch,
-                      fp16=args.fp16, atol=args.atol)
+                      fp16=args.fp16, atol=args.atol, require=args.require_gpu)
 
 
 def cmd_publish(args) -> dict:
@@ -371,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt-batch", type=int, default=256)
     s.add_argument("--fp16", type=_flag, nargs="?", const=True, default=False)
     s.add_argument("--skip", type=_flag, nargs="?", const=True, default=False, help="skip (exit 5) on request")
+    s.add_argument("--require-gpu", type=_flag, nargs="?", const=True, default=False,
+                   help="no GPU here is a failure (exit 4), not a skip (SOCIAL_TONE_GPU=true)")
     s.add_argument("--atol", type=float, default=None, help="default: tasks/parity.py's tolerance for the precision")
     s.set_defaults(func=cmd_convert_tensorrt)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.errors import Skipped
+from tasks.errors import CheckFailed, Skipped
 from tasks.fsutil import atomic_write_bytes, atomic_write_json
 from tasks.parity import compare_logits, tolerance
 from tasks.triton.repo import MAX_BATCH
@@ -34,21 +34,26 @@ class TensorRTParityError(Skipped):
     (exit 5): publish then serves the ONNX graph on onnxruntime, with this reason in serving.json."""
 
 
-def cuda_devices() -> int:
-    """CUDA devices visible through the driver API (0 when there is no driver)."""
+def cuda_devices() -> tuple[int, str]:
+    """(CUDA devices visible through the driver API, why none when 0). A container started
+    without the GPU (no --gpus, no toolkit) and a host without a driver read differently."""
     try:
         cuda = ctypes.CDLL("libcuda.so.1")
     except OSError:
-        return 0
+        return 0, "no CUDA driver in this container (libcuda.so.1 not found)"
     count = ctypes.c_int(0)
-    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return 0
-    return count.value
+    for call, args in (("cuInit", (0,)), ("cuDeviceGetCount", (ctypes.byref(count),))):
+        if (err := getattr(cuda, call)(*args)) != 0:
+            name = ctypes.c_char_p()
+            cuda.cuGetErrorName(err, ctypes.byref(name))
+            return 0, f"{call} failed with CUDA error {err} ({(name.value or b'?').decode()})"
+    return count.value, "" if count.value else "the driver sees no CUDA device"
 
 
 def why_skip() -> str | None:
-    if cuda_devices() == 0:
-        return "no CUDA device (or no NVIDIA driver) on this host"
+    count, why = cuda_devices()
+    if count == 0:
+        return f"no GPU: {why}"
     try:
         import tensorrt  # noqa: F401
         import polygraphy  # noqa: F401
@@ -57,10 +62,18 @@ def why_skip() -> str | None:
     return None
 
 
-def require_gpu(out: Path) -> None:
-    """Raise Skipped (and leave a report beside `out` saying why) unless TensorRT can run here."""
+class GpuMissing(CheckFailed):
+    """A GPU was promised (SOCIAL_TONE_GPU=true: --require-gpu) and this container has none:
+    a failure to fix (the container toolkit, --gpus), not a skip that serves ONNX on a GPU Triton."""
+
+
+def require_gpu(out: Path, required: bool = False) -> None:
+    """Raise Skipped (GpuMissing when `required`), leaving a report beside `out` saying why,
+    unless TensorRT can run here."""
     if (reason := why_skip()) is not None:
-        atomic_write_json(Path(out).parent / REPORT, {"skipped": True, "reason": reason})
+        atomic_write_json(Path(out).parent / REPORT, {"skipped": not required, "reason": reason})
+        if required:
+            raise GpuMissing(f"SOCIAL_TONE_GPU is true but {reason}")
         raise Skipped(reason)
 
 
@@ -80,13 +93,13 @@ def infer_batched(infer, img: np.ndarray, txt: np.ndarray, max_batch: int) -> np
 
 
 def convert(run_dir: Path, *, onnx_path: Path | None = None, out: Path | None = None, max_batch: int = MAX_BATCH,
-            opt_batch: int = 256, fp16: bool = False, atol: float | None = None) -> dict:
+            opt_batch: int = 256, fp16: bool = False, atol: float | None = None, require: bool = False) -> dict:
     """Build the plan from the run's ONNX graph; parity on the run's check rows (check_rows.npz)."""
     rd = RunDir(run_dir)
     out, onnx_path = Path(out or rd.plan), Path(onnx_path or rd.onnx)
     report_path = out.parent / REPORT
     batches = profile_batches(max_batch, opt_batch)
-    require_gpu(out)  # before reading anything: a CPU host has nothing to do
+    require_gpu(out, require)  # before reading anything: a CPU host has nothing to do
     import onnxruntime as ort
     import tensorrt as trt
     from polygraphy.backend.trt import (CreateConfig, Profile, TrtRunner, engine_from_network,

@@ -149,12 +149,37 @@ def test_the_config_travels_with_its_version(tmp_path):
 
 
 def test_gpu_smoke_skips_cleanly_without_a_gpu():
-    if ct.cuda_devices() > 0:
+    if ct.cuda_devices()[0] > 0:
         pytest.skip("a GPU is present: run `make gpu-smoke` itself")
     p = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu-smoke.sh")], capture_output=True, text=True,
                        cwd=REPO_ROOT, timeout=60)
     assert p.returncode == 5, p.stdout + p.stderr
     assert "skipped: no GPU" in p.stdout
+
+
+def test_a_promised_gpu_that_is_not_there_fails_and_says_why(tmp_path, monkeypatch):
+    """SOCIAL_TONE_GPU=true (the DAG passes --require-gpu): a convert container that sees no GPU
+    fails with the driver's reason instead of skipping into ONNX on a GPU Triton (issue 25, 7)."""
+    if ct.cuda_devices()[0] > 0:
+        pytest.skip("a GPU is present")
+    p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--run", str(tmp_path), "--require-gpu",
+                        "true"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "SOCIAL_TONE_GPU is true but no GPU: no CUDA driver" in p.stdout + p.stderr
+    assert json.loads((tmp_path / "tensorrt.json").read_text())["skipped"] is False
+    p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--run", str(tmp_path), "--require-gpu",
+                        "false"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert p.returncode == 5, p.stdout + p.stderr
+
+    class Driver:  # a driver whose cuInit fails as in a container started without --gpus
+        def cuInit(self, flags):
+            return 100
+
+        def cuGetErrorName(self, err, out):
+            out._obj.value = b"CUDA_ERROR_NO_DEVICE"
+            return 0
+    monkeypatch.setattr(ct.ctypes, "CDLL", lambda name: Driver())
+    assert ct.cuda_devices() == (0, "cuInit failed with CUDA error 100 (CUDA_ERROR_NO_DEVICE)")
 
 
 def test_the_tensorrt_images_modules_parse_as_python_3_10():
@@ -201,7 +226,7 @@ def convert_under_3_10(python: Path, run: Path, *flags, drift: float = 0.0):
     import shutil
     work = run.parent / f"{run.name}-{len(list(run.parent.iterdir()))}"
     shutil.copytree(run, work)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONPATH": f"{REPO_ROOT / 'tests' / 'gpu_fake'}:{REPO_ROOT}",
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": f"{REPO_ROOT / 'tests' / 'gpu_fake'}:{REPO_ROOT}",
            "FAKE_TRT_DRIFT": str(drift)}
     p = subprocess.run([str(python), "-m", "tasks", "convert-tensorrt", "--run", str(work), *flags], env=env,
                        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)

@@ -231,7 +231,7 @@ def test_unreachable_triton_is_retried_then_fails_clearly(runs, tmp_path):
 
 def test_tensorrt_skips_cleanly_without_a_gpu(runs, tmp_path):
     from tasks.convert_tensorrt import cuda_devices
-    if cuda_devices() > 0:
+    if cuda_devices()[0] > 0:
         pytest.skip("a GPU is present: the skip path does not apply (parity runs in the GPU image)")
     out = tmp_path / "model.plan"
     p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--run", str(runs / "run1"),

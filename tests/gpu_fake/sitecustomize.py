@@ -20,7 +20,7 @@ import polygraphy.backend.trt as ptrt  # noqa: E402  (the real package, TensorRT
 
 import tasks.convert_tensorrt as ct  # noqa: E402
 
-ct.cuda_devices = lambda: 1
+ct.cuda_devices = lambda: (1, "")
 DRIFT = np.float32(os.environ.get("FAKE_TRT_DRIFT", "0"))
 
 
