@@ -91,24 +91,6 @@ task "$TASK_IMAGE" reload --run "$WORK/run2" --repo "$WORK/repo" --model st_trt 
 
 step "agreement with in-process ONNX Runtime on the CPU"
 # -i: without it docker passes no stdin, python3 - reads nothing, exits 0 and nothing is checked
-docker run --rm -i -u "$(id -u):$(id -g)" -v "$WORK:$WORK" "$TASK_IMAGE" python3 - "$WORK" "$(( $(date +%s) - T0 ))" <<'EOF'
-import json, sys
-from pathlib import Path
-import numpy as np, pandas as pd
-work, secs = Path(sys.argv[1]), int(sys.argv[2])
-cpu = pd.read_parquet(work / "pred-cpu.parquet")
-cols = [c for c in cpu if c.startswith("p_")]
-result = {"seconds": secs, "backends": {}}
-for model in ("st_trt", "st_trt16", "st_ort"):
-    got = pd.read_parquet(work / f"pred-{model}.parquet")
-    diff = np.abs(got[cols].to_numpy() - cpu[cols].to_numpy())
-    same = np.mean([set(a) == set(b) for a, b in zip(got["topics"], cpu["topics"])])
-    serving = json.loads((work / "repo" / model / "1" / "serving.json").read_text())
-    result["backends"][model] = {"backend": serving["backend"], "precision": serving["precision"],
-                                 "canary_atol": serving["canary_atol"], "max_prob_diff": float(diff.max()),
-                                 "rows_with_same_topics": round(float(same), 4)}
-    assert same > 0.99, (model, same)
-(work / "gpu-smoke.json").write_text(json.dumps(result, indent=2))
-print(json.dumps(result, indent=2))
-EOF
+docker run --rm -i -u "$(id -u):$(id -g)" -v "$WORK:$WORK" "$TASK_IMAGE" \
+  python3 - "$WORK" "$(( $(date +%s) - T0 ))" st_trt st_trt16 st_ort < scripts/gpu_agreement.py
 step "passed: every step of the GPU path (results: $WORK/gpu-smoke.json)"

@@ -260,12 +260,12 @@ def test_a_plan_off_by_more_than_the_tolerance_is_not_written_and_the_step_skips
 
 
 def heredoc_docker_runs_without_stdin(text: str) -> list[str]:
-    """`docker run ... <<EOF` lines (continuations joined) that lack -i: docker would pass no
-    stdin, the script inside would read nothing and exit 0, checking nothing."""
+    """`docker run ... <<EOF` or `< file` lines (continuations joined) that lack -i: docker would
+    pass no stdin, the script inside would read nothing and exit 0, checking nothing."""
     joined = re.sub(r"\\\n\s*", " ", text)
     bad = []
     for line in joined.splitlines():
-        if re.search(r"\bdocker run\b", line) and re.search(r"<<(?!<)", line):
+        if re.search(r"\bdocker run\b", line) and re.search(r"<<(?!<)|(?<![<\d])<\s*[\w./$\"]", line):
             flags = line.split("docker run", 1)[1].split()
             if not any(f in ("-i", "--interactive", "-it", "-ti") or re.fullmatch(r"-[a-z]*i[a-z]*", f) for f in flags):
                 bad.append(line.strip())
@@ -276,10 +276,47 @@ def test_every_docker_run_fed_by_a_heredoc_has_stdin():
     assert heredoc_docker_runs_without_stdin('docker run --rm img python3 - <<EOF\nprint(1)\nEOF\n')  # the check can fail
     assert not heredoc_docker_runs_without_stdin('docker run --rm -i img \\\n  python3 - <<EOF\nEOF\n')
     assert not heredoc_docker_runs_without_stdin('grep x <<<"$h"\ndocker run --rm img true\n')
+    assert heredoc_docker_runs_without_stdin('docker run --rm img python3 - "$W" < scripts/x.py\n')
+    assert not heredoc_docker_runs_without_stdin('docker run --rm -i img python3 - "$W" < scripts/x.py\n')
     scripts = [*REPO_ROOT.glob("scripts/*.sh"), *REPO_ROOT.glob("docker/*.sh"), REPO_ROOT / "Makefile",
                REPO_ROOT / ".ci" / "run"]
     bad = {str(p.relative_to(REPO_ROOT)): b for p in scripts if (b := heredoc_docker_runs_without_stdin(p.read_text()))}
     assert not bad, bad
+
+
+def agreement(work: Path, *models: str):
+    return subprocess.run([sys.executable, "-", str(work), "12", *models], capture_output=True, text=True, timeout=60,
+                          input=(REPO_ROOT / "scripts" / "gpu_agreement.py").read_text())
+
+
+def test_gpu_smokes_agreement_step_passes_equal_predictions_and_fails_on_a_mismatch(tmp_path):
+    """The step as gpu-smoke runs it (`python3 - ... < scripts/gpu_agreement.py`), on CPU
+    predictions: a backend that agrees passes; one that changes the topics of 5% of the posts, or that
+    wrote nothing, fails the smoke (exit 1) and gpu-smoke.json says which."""
+    import pandas as pd
+    rng = np.random.default_rng(0)
+    p = rng.random((200, 3)).astype(np.float32)
+    cpu = pd.DataFrame({"post_id": [f"p{i}" for i in range(200)], **{f"p_t{k}": p[:, k] for k in range(3)}})
+    cpu["topics"] = [[f"t{k}" for k in range(3) if row[k] >= 0.5] for row in p]
+    cpu.to_parquet(tmp_path / "pred-cpu.parquet")
+    for model, flip in (("st_ok", 0), ("st_bad", 10)):  # 10 of 200 posts: 95% same, under the 99% bar
+        got = cpu.copy()
+        got["p_t0"] = got["p_t0"] + 1e-4
+        got.loc[:flip - 1, "topics"] = pd.Series([["not-a-topic"]] * flip) if flip else None
+        got.to_parquet(tmp_path / f"pred-{model}.parquet")
+        (tmp_path / "repo" / model / "1").mkdir(parents=True)
+        (tmp_path / "repo" / model / "1" / "serving.json").write_text(json.dumps(
+            {"backend": "tensorrt_plan", "precision": "fp32", "canary_atol": 1e-3}))
+    r = agreement(tmp_path, "st_ok")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((tmp_path / "gpu-smoke.json").read_text())
+    assert report["ok"] and report["backends"]["st_ok"]["rows_with_same_topics"] == 1.0
+    assert report["backends"]["st_ok"]["max_prob_diff"] == pytest.approx(1e-4, rel=1e-2)
+    r = agreement(tmp_path, "st_ok", "st_bad", "st_gone")
+    assert r.returncode == 1, r.stdout + r.stderr
+    report = json.loads((tmp_path / "gpu-smoke.json").read_text())
+    assert not report["ok"] and report["backends"]["st_bad"]["rows_with_same_topics"] == 0.95
+    assert [f.split(":")[0] for f in report["failed"]] == ["st_bad", "st_gone"]
 
 
 def test_a_plan_that_fails_parity_is_skipped_and_the_onnx_graph_served_with_the_reason(tmp_path):

@@ -182,6 +182,32 @@ def test_canary_mismatch_rolls_back_to_the_previous_version(runs, server):
     assert trepo.versions(server.model_repo / MODEL) == [1]
 
 
+def test_a_plan_of_another_tensorrt_is_refused_before_loading_and_rolled_back(runs, server, tmp_path):
+    """A plan only loads on the TensorRT that built it: the server's release says which
+    (tritonserver 2.51.0 = TensorRT 10.5), so a 10.3 plan is refused with that reason, never sent
+    to the server, and the previous version keeps serving (issue 25, item 8)."""
+    import shutil
+    root = runs
+    publish_and_reload(root, "run1", server)
+    run = tmp_path / "run-plan"
+    shutil.copytree(root / "run2", run)
+    (run / "model.plan").write_bytes(b"a plan built elsewhere")
+    (run / "tensorrt.json").write_text(json.dumps({"ok": True, "precision": "fp32", "atol": 1e-3, "max_abs_diff": 1e-5,
+                                                   "tensorrt": "10.3.0.26", "profile": [1, 256, 1024]}))
+    assert trepo.publish(run, server.model_repo, backend="tensorrt_plan")["version"] == 2
+    with TritonClient(server.grpc_url) as c:
+        assert c.server_version() == "2.51.0"
+    with pytest.raises(ReloadFailed, match=r"(?s)version 2: the plan was built with TensorRT 10\.3\.0\.26, but this server "
+                                           r"\(tritonserver 2\.51\.0\) runs TensorRT 10\.5.*version 1 serves"):
+        reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=run)
+    with TritonClient(server.grpc_url) as c:
+        assert c.ready_versions() == [1] and c.infer(*rows(root, 8)).version == "1"
+    assert "TensorRT 10.3.0.26" in (trepo.rejected_dir(server.model_repo, MODEL) / "2" / "REJECTED.txt").read_text()
+    assert trepo.plan_mismatch({"backend": "tensorrt_plan", "tensorrt_parity": {"tensorrt": "10.5.0.18"}},
+                               "2.51.0") is None
+    assert trepo.plan_mismatch({"backend": "onnxruntime"}, "2.51.0") is None
+
+
 def test_manual_rollback_and_cli(runs, server):
     root = runs
     publish_and_reload(root, "run1", server)

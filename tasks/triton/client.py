@@ -108,6 +108,10 @@ class TritonClient:
     def config(self) -> dict:
         return self._call("config", self.client.get_model_config, self.model, as_json=True)["config"]
 
+    def server_version(self) -> str:
+        """The tritonserver release answering (e.g. "2.51.0": NGC 24.10)."""
+        return self._call("server metadata", self.client.get_server_metadata).version
+
     def server_ready(self) -> bool:
         try:
             return bool(self.client.is_server_ready())

@@ -107,6 +107,8 @@ def reload(repo: Path, model: str, *, url: str, run_dir: Path, n_canary: int | N
         return ReloadFailed(f"{model} version {new}: {reason}; "
                             + (f"version {prev} serves" if prev else "nothing serves"))
 
+    if why := trepo.plan_mismatch(trepo.read_serving(repo, model, new), client.server_version()):
+        raise fail(why)
     try:
         client.load()
     except InferenceServerException as e:

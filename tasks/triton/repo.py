@@ -192,6 +192,28 @@ def serving_record(run_dir: Path, backend: str, gpu: bool) -> dict:
     return record
 
 
+# The TensorRT each tritonserver release is built with (NGC's framework support matrix): a plan
+# only deserializes on the TensorRT (major.minor) that built it, and the server's own error for
+# a mismatch is a bare "serialization assertion failed" deep in its log.
+TENSORRT_OF_TRITON = {"2.51.0": "10.5"}  # 24.10, the release docker/Dockerfile.tensorrt builds plans with
+
+
+def plan_mismatch(serving: dict, server_version: str) -> str | None:
+    """Why a version's plan cannot load on this server, or None (not a plan, or it matches)."""
+    if serving.get("backend") != "tensorrt_plan":
+        return None
+    built = str((serving.get("tensorrt_parity") or {}).get("tensorrt", ""))
+    want = TENSORRT_OF_TRITON.get(server_version)
+    if want is None:
+        log.warning("no known TensorRT version for tritonserver %s: the plan (TensorRT %s) is loaded unchecked",
+                    server_version, built or "unknown")
+        return None
+    if built.split(".")[:2] != want.split("."):
+        return (f"the plan was built with TensorRT {built or 'of unknown version'}, but this server (tritonserver "
+                f"{server_version}) runs TensorRT {want}: rebuild it in the image of the server's release")
+    return None
+
+
 def read_serving(repo: Path, model: str, version: int) -> dict:
     p = Path(repo) / model / str(version) / SERVING
     return json.loads(p.read_text()) if p.is_file() else {}
