@@ -2,8 +2,10 @@
 
 Least privilege per step: the data root is mounted read-only, and only the folders a step
 writes (`writes`) are mounted read-write on top. Steps that need no network (validation of
-untrusted input first) get none. Every container has a memory and a pids limit, the task an
-execution timeout, and the container is removed whatever the outcome (logs stay in Airflow).
+untrusted input first) get none. Every container runs with no capabilities, no-new-privileges,
+a read-only root filesystem (a tmpfs at /tmp and /var/tmp), a memory, pids and hard CPU limit;
+the task has an execution timeout, and the container is removed whatever the outcome (logs
+stay in Airflow).
 """
 from __future__ import annotations
 
@@ -33,13 +35,19 @@ class TaskOperator(DockerOperator):
 
     template_fields = (*DockerOperator.template_fields, "lineage_extra")
 
-    def __init__(self, *, settings: Settings, create_dirs: Sequence[str] = (), pids_limit: int | None = None,
-                 lineage_extra=None, **kwargs):
+    def __init__(self, *, settings: Settings, create_dirs: Sequence[str] = (), lineage_extra=None, **kwargs):
         super().__init__(multiple_outputs=True, **kwargs)
         self.settings = settings
         self.create_dirs = list(create_dirs)
-        self.pids_limit = pids_limit
         self.lineage_extra = lineage_extra
+
+    @property
+    def hardening(self) -> dict:
+        """What the provider's host config lacks (docker-py create_host_config arguments)."""
+        s = self.settings
+        tmp = f"rw,nosuid,nodev,size={s.task_tmp}"
+        return {"pids_limit": s.task_pids, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
+                "read_only": True, "tmpfs": {"/tmp": tmp, "/var/tmp": tmp}, "nano_cpus": int(s.task_cpus * 1e9)}
 
     def execute(self, context):
         ti = context.get("ti")
@@ -65,11 +73,11 @@ class TaskOperator(DockerOperator):
             self.cli.remove_container(c["Id"], force=True)
 
     def _run_image_with_mounts(self, target_mounts, add_tmp_variable: bool):
-        # provider 4.x takes no pids_limit: add it to the host config it builds (its client is cached)
+        # the provider passes a fixed set of host-config arguments: add ours to the host config
+        # it builds (its client is cached)
         cli = self.cli
         create = cli.create_host_config
-        cli.create_host_config = lambda *a, **kw: create(*a, **kw, **({"pids_limit": self.pids_limit}
-                                                                      if self.pids_limit else {}))
+        cli.create_host_config = lambda *a, **kw: create(*a, **kw, **self.hardening)
         try:
             return super()._run_image_with_mounts(target_mounts, add_tmp_variable)
         finally:
@@ -153,7 +161,6 @@ def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path
         user=s.container_user,
         privileged=False,
         mem_limit=s.task_memory,
-        pids_limit=s.task_pids,
         ulimits=[Ulimit(name="nofile", soft=4096, hard=4096)],
         auto_remove="force",  # removed whatever the outcome; the log is in Airflow
         execution_timeout=kwargs.pop("execution_timeout", dt.timedelta(minutes=s.task_timeout_minutes)),

@@ -41,6 +41,8 @@ class Settings:
     deferrable: bool
     task_memory: str
     task_pids: int
+    task_cpus: float  # a hard limit (CFS quota), not shares
+    task_tmp: str     # the tmpfs at /tmp (the root filesystem is read-only)
     task_timeout_minutes: int
     # the daily DAG: its first day, how long after a day's end its drop may still come, and
     # how long a day waits for a served model
@@ -146,6 +148,9 @@ def load() -> Settings:
         # limits for every task container (include/docker_task.py)
         task_memory=_env("SOCIAL_TONE_TASK_MEMORY", "8g"),
         task_pids=int(_env("SOCIAL_TONE_TASK_PIDS", "512")),
+        # (Docker refuses a quota above the host's CPUs)
+        task_cpus=min(float(_env("SOCIAL_TONE_TASK_CPUS", "2")), float(os.cpu_count() or 1)),
+        task_tmp=_env("SOCIAL_TONE_TASK_TMP", "1g"),
         task_timeout_minutes=int(_env("SOCIAL_TONE_TASK_TIMEOUT_MINUTES", "180")),
         scoring_start=_env("SOCIAL_TONE_SCORING_START", "2026-11-01"),
         scoring_grace_seconds=int(_env("SOCIAL_TONE_SCORING_WAIT", str(6 * 3600))),

@@ -38,7 +38,10 @@ def test_no_import_errors_and_the_expected_graph():
     for i, d in docker.items():
         assert d.mounts[0]["Target"] == root and d.mounts[0]["ReadOnly"] is True, i
         assert all(m["Target"].startswith(root + "/") and not m["ReadOnly"] for m in d.mounts[1:]), i
-        assert d.auto_remove == "force" and d.mem_limit and d.pids_limit and d.execution_timeout, i
+        assert d.auto_remove == "force" and d.mem_limit and d.execution_timeout, i
+        assert {k: d.hardening[k] for k in ("cap_drop", "security_opt", "read_only")} == {
+            "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "read_only": True}, i
+        assert d.hardening["pids_limit"] and d.hardening["nano_cpus"] >= 1e9 and "/tmp" in d.hardening["tmpfs"], i
         if os.stat(root).st_uid == 0:  # root owns the data root: the tasks still never run as root
             assert d.user == "10001:10001", i
     writes = {i: sorted(m["Target"][len(root) + 1:] for m in d.mounts[1:]) for i, d in docker.items()}
