@@ -33,6 +33,7 @@ generate = {
     "AIRFLOW_ADMIN_PASSWORD": token,
     "SOCIAL_TONE_TRITON_ADMIN_SECRET": token,
     "MLFLOW_TRACKING_PASSWORD": token,
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": token,
 }
 placeholder = lambda v: v in ("", "change-me", "admin", "password1234")  # noqa: E731
 out, seen = [], set()

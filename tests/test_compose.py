@@ -118,6 +118,10 @@ def test_tasks_cannot_reach_the_socket_proxy_and_nothing_has_a_default_password(
     task_net = env["SOCIAL_TONE_NETWORK_MODE"]
     assert c["networks"]["tasks"]["name"] == task_net  # task containers join `tasks`: MLflow and Triton only
     assert {n for n, ns in nets.items() if "tasks" in ns} == {"mlflow", "triton"}
+    assert c["networks"]["tasks"]["internal"] is True  # ... and no route out (tests/team checks it in a container)
+    # MLflow's Flask session key is its own, not one of Airflow's
+    key = c["services"]["mlflow"]["environment"]["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert len(key) >= 32 and key not in {env[k] for k in env if "SECRET" in k or "KEY" in k}
     assert nets["postgres"] == nets["redis"] == {"backend"} and c["networks"]["backend"]["internal"] is True
     secrets = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
                    and not line.startswith("#"))

@@ -200,6 +200,20 @@ def test_a_drop_becomes_a_served_model_that_matches_onnx_runtime_and_uses_both_w
     assert "docker container" in json.dumps(log), str(log)[:2000]
 
 
+def test_task_containers_reach_mlflow_and_triton_and_nothing_else(stack):
+    """The network the factory puts task containers on is internal: no default route (nothing
+    is sent anywhere to find out), while MLflow and Triton answer by name."""
+    net = f"{PROJECT}_tasks"
+    assert sh("docker", "network", "inspect", "-f", "{{.Internal}}", net).stdout.strip() == "true"
+    probe = ("import json, urllib.request; routes = open('/proc/net/route').read().splitlines()[1:]; "
+             "print(json.dumps({'default': [r for r in routes if r.split()[1] == '00000000'], "
+             "'triton': urllib.request.urlopen('http://triton:8000/v2/health/live', timeout=10).status, "
+             "'mlflow': urllib.request.urlopen('http://mlflow:5000/health', timeout=10).status}))")
+    p = sh("docker", "run", "--rm", "--network", net, "social-tone/task:latest", "python3", "-c", probe)
+    got = json.loads(p.stdout.splitlines()[-1])
+    assert got == {"default": [], "triton": 200, "mlflow": 200}, got
+
+
 def test_the_daily_dag_scores_and_monitors_two_days(stack):
     t0 = time.time()
     while time.time() - t0 < 900:
