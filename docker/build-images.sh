@@ -102,6 +102,8 @@ build social-tone/triton-cpu "$( (echo "$BASE_IMAGE"; cat docker/requirements-tr
                                   find tasks -name '*.py' -print0 | sort -z | xargs -0 cat) | sha256sum | cut -c1-12)" \
   docker/Dockerfile.triton-cpu docker/requirements-triton.txt.tmp "" --build-arg BASE_IMAGE="$BASE_IMAGE"
 # Postgres, Redis and the socket proxy: Debian's packages in one debootstrap base
+# (haproxy is no longer used: the Docker proxy is docker/services/docker_policy.py; it stays in
+# the list until the base changes anyway, so that a cached base keeps being reused)
 SERVICES_PKGS=(postgresql-15 redis-server haproxy)
 SERVICES=social-tone/services:$( (cat docker/make-base-image.sh; echo "${SERVICES_PKGS[@]}") | sha256sum | cut -c1-12)
 docker/make-base-image.sh "$SERVICES" "${SERVICES_PKGS[@]}"

@@ -111,11 +111,14 @@ def test_tasks_cannot_reach_the_socket_proxy_and_nothing_has_a_default_password(
     c = config(env_file, "docker-compose.yaml")
     nets = {name: set(svc.get("networks", {})) for name, svc in c["services"].items()}
     assert nets["docker-proxy"] == {"control"} and c["networks"]["control"]["internal"] is True
-    assert {n for n, ns in nets.items() if "control" in ns} == {
-        "docker-proxy", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-        "airflow-triggerer", "airflow-worker"}
+    # the workers alone start task containers: nothing else reaches the Docker API (the team test
+    # checks it from inside the api-server, scheduler and dag-processor)
+    assert {n for n, ns in nets.items() if "control" in ns} == {"docker-proxy", "airflow-worker"}
     env = c["services"]["airflow-scheduler"]["environment"]
     task_net = env["SOCIAL_TONE_NETWORK_MODE"]
+    policy = c["services"]["docker-proxy"]["environment"]
+    assert policy["POLICY_NETWORKS"] == f"none,{task_net}" and policy["POLICY_DATA_ROOT"] == env["SOCIAL_TONE_DATA_ROOT"]
+    assert set(policy["POLICY_IMAGES"].split(",")) == {"social-tone/task", "social-tone/tensorrt"}
     assert c["networks"]["tasks"]["name"] == task_net  # task containers join `tasks`: MLflow and Triton only
     assert {n for n, ns in nets.items() if "tasks" in ns} == {"mlflow", "triton"}
     assert c["networks"]["tasks"]["internal"] is True  # ... and no route out (tests/team checks it in a container)

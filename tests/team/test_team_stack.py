@@ -200,6 +200,25 @@ def test_a_drop_becomes_a_served_model_that_matches_onnx_runtime_and_uses_both_w
     assert "docker container" in json.dumps(log), str(log)[:2000]
 
 
+def test_only_the_workers_reach_the_docker_api(stack):
+    """The api-server, scheduler and dag-processor have no route to the policy proxy (not on its
+    network: the name does not even resolve); a worker has, and the proxy refuses it anything
+    but task containers (tests/airflow/test_docker_policy.py has the hostile requests)."""
+    probe = ("import socket, sys\ntry:\n socket.create_connection(('docker-proxy', 2375), timeout=5).close()\n"
+             "except OSError as e:\n print('unreachable', type(e).__name__); sys.exit(1)\nprint('reachable')")
+    for service in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        p = sh("docker", "exec", stack.container(service)[0], "python3", "-c", probe, check=False)
+        assert p.returncode == 1 and "unreachable" in p.stdout, (service, p.stdout, p.stderr)
+    worker = stack.container("airflow-worker")[0]
+    assert sh("docker", "exec", worker, "python3", "-c", probe).stdout.strip() == "reachable"
+    refused = ("import json, urllib.request, urllib.error\ntry:\n urllib.request.urlopen(urllib.request.Request("
+               "'http://docker-proxy:2375/containers/create', data=json.dumps({'Image': 'social-tone/task:latest', "
+               "'HostConfig': {'Privileged': True}}).encode(), headers={'Content-Type': 'application/json'}))\n"
+               "except urllib.error.HTTPError as e:\n print(e.code, e.read().decode())")
+    out = sh("docker", "exec", worker, "python3", "-c", refused).stdout
+    assert out.startswith("403") and "social-tone docker policy" in out, out
+
+
 def test_task_containers_reach_mlflow_and_triton_and_nothing_else(stack):
     """The network the factory puts task containers on is internal: no default route (nothing
     is sent anywhere to find out), while MLflow and Triton answer by name."""
