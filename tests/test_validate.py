@@ -59,6 +59,25 @@ def test_a_good_drop_passes_with_timestamps(tmp_path):
     assert r.ok and r.rows == 40 and r.problems == []
 
 
+def test_ids_that_differ_only_by_unicode_normalisation_or_padding_are_different_posts(tmp_path):
+    """The contract (docs/data-contract.md): ids are compared exactly, never normalised, so two
+    posts the source keeps apart are never merged; an exact repeat is still a duplicate."""
+    import numpy as np
+    from tasks.split import uniform
+    rng = np.random.default_rng(0)
+    ids = np.array(["caf\u00e9", "cafe\u0301", "cafe", " cafe", "post"])
+    c.write_drop(tmp_path / "d", "d", rng.standard_normal((5, 8)).astype(np.float32),
+                 rng.standard_normal((5, 6)).astype(np.float32), ids,
+                 labels=np.eye(5, 4, dtype=np.uint8), source="test")
+    r = validate_drop(tmp_path / "d")
+    assert r.ok and r.problems == [], r.problems
+    assert len(set(uniform(ids, seed=42).tolist())) == 5  # each id is a post of its own, split on its own hash
+    c.write_drop(tmp_path / "e", "e", rng.standard_normal((2, 8)).astype(np.float32),
+                 rng.standard_normal((2, 6)).astype(np.float32), np.array(["caf\u00e9", "caf\u00e9"]),
+                 labels=np.eye(2, 4, dtype=np.uint8), source="test")
+    assert [p.code for p in validate_drop(tmp_path / "e").problems] == ["duplicate_ids"]
+
+
 def test_kind_requirement(tmp_path):
     r = validate_drop(make_drop(tmp_path / "u", labeled=False), require_kind="labeled")
     assert [p.code for p in r.problems] == ["wrong_kind"]
