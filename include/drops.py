@@ -134,6 +134,14 @@ def claim(s: Settings) -> dict | None:
             quarantine_path(s, d, d.name, {"ok": False, "problems": [
                 {"code": "bad_marker", "file": MARKER, "message": bad_marker}]})
             continue
+        if (stale := s.processing / d.name).exists() or stale.is_symlink():
+            # Only the continuous DAG claims, one run at a time: what processing/ still holds is
+            # from a run that ended without moving it (a failure). A re-sent drop of that id
+            # (the usual answer to a failed run) takes its place under its own name (under another
+            # its manifest id would not match); the stale copy is kept in quarantine, with why.
+            quarantine_path(s, stale, d.name, {"ok": False, "problems": [
+                {"code": "stale_processing", "file": d.name, "message": f"{stale}: left by a run that ended without "
+                 "finishing, superseded by a re-sent drop of the same id"}]})
         dest = _free(s.processing / d.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:

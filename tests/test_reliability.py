@@ -66,6 +66,23 @@ def test_a_drop_without_its_marker_is_not_picked_up(s):
     assert drops.claim(s)["drop_id"] == "slow"
 
 
+def test_a_drop_re_sent_after_a_failed_run_is_claimed_as_itself_and_the_stale_copy_kept(s):
+    """The earlier copy is still in processing/ (its run failed): the re-sent drop is claimed
+    under its own id, not as <id>-2 (whose manifest id would not match: quarantined), and the
+    stale copy goes to quarantine with the reason, bytes intact (issue 26)."""
+    good(s.inbox, "resent", seed=1)
+    first = drops.claim(s)
+    assert first["drop"] == str(s.processing / "resent")
+    stale = tree_digest(s.processing / "resent")
+    good(s.inbox, "resent", seed=2)
+    again = drops.claim(s)
+    assert again["drop_id"] == "resent" and again["drop"] == str(s.processing / "resent")
+    assert tree_digest(s.processing / "resent") != stale and not (s.inbox / "resent").exists()
+    [q] = list(s.quarantine.iterdir())
+    report = json.loads((q / "report.json").read_text())
+    assert report["problems"][0]["code"] == "stale_processing" and tree_digest(q / "drop") == stale
+
+
 def test_two_drops_together_are_taken_oldest_first(s):
     """Order = when each marker was written (its ctime, set by the kernel). A producer that sets
     its marker's mtime to 0 does not jump the queue."""
