@@ -41,9 +41,10 @@ def warcov_retrain():
         return "duplicate_of" not in claimed
 
     claimed = claim()
+    # validation of untrusted input sees the drop (processing/ holds it alone) and its run dir
     validate = docker_task.task(S, "validate", ["validate", claimed["drop"], "--kind", "labeled", "--report",
-                                                claimed["report"], "--schema", str(S.dataset / "schema.json"),
-                                                "--no-fail"], writes=[S.runs], network=False)
+                                                claimed["report"], "--schema", claimed["schema"], "--no-fail"],
+                                reads=[S.processing], writes=[S.runs], network=False)
 
     @task.branch
     def route(claimed: dict) -> str:

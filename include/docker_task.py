@@ -120,12 +120,15 @@ def _host(s: Settings, path: Path) -> str:
     return str(s.host_data_root / Path(path).relative_to(s.data_root))
 
 
-def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path] = (), network: bool = True,
+def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path] = (),
+         reads: Sequence[Path] | None = None, network: bool = True,
          gpu: bool = False, triton_admin: bool = False, alerts: bool = False, lineage_extra=None,
          **kwargs) -> DockerOperator:
     """A step of `python3 -m tasks` in the task image. The last stdout line (JSON) goes to XCom.
 
     writes: the folders under the data root the step writes; the rest is read-only.
+    reads: the folders it reads, when that is not the whole data root (validation of untrusted
+    input sees its drop and its run only).
     network=False: no network at all (steps that read files only).
     gpu=True: when the host has one (SOCIAL_TONE_GPU), the step runs in the TensorRT image with
     every GPU; otherwise in the task image, where a GPU step skips itself (exit 5).
@@ -142,7 +145,9 @@ def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path
                                      ("SOCIAL_TONE_ALERT_COMMAND", s.alert_command)) if v}
     if s.mlflow_password:  # MLflow basic auth
         secret |= {"MLFLOW_TRACKING_USERNAME": s.mlflow_username or "", "MLFLOW_TRACKING_PASSWORD": s.mlflow_password}
-    mounts = [Mount(target=str(s.data_root), source=str(s.host_data_root), type="bind", read_only=True)]
+    mounts = [Mount(target=str(r), source=_host(s, r), type="bind", read_only=True) for r in reads] \
+        if reads is not None else [Mount(target=str(s.data_root), source=str(s.host_data_root), type="bind",
+                                         read_only=True)]
     mounts += [Mount(target=str(w), source=_host(s, w), type="bind", read_only=False) for w in writes]
     return TaskOperator(
         settings=s,
@@ -154,7 +159,7 @@ def task(s: Settings, task_id: str, command: list[str], *, writes: Sequence[Path
         docker_url=s.docker_url,
         network_mode=s.network_mode if network else "none",
         mounts=mounts,
-        create_dirs=[str(w) for w in writes],
+        create_dirs=[str(w) for w in (*writes, *(reads or ()))],
         mount_tmp_dir=False,
         environment=container_env(s),
         private_environment=secret or None,

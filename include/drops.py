@@ -13,11 +13,12 @@ import json
 import logging
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
 from include.settings import Settings, hand_over
-from tasks.rundir import RunPaths
+from tasks.rundir import SCHEMA, RunPaths
 
 log = logging.getLogger(__name__)
 MARKER = "_SUCCESS"
@@ -150,6 +151,8 @@ def claim(s: Settings) -> dict | None:
             continue
         digest = content_digest(dest)
         claimed = {"drop_id": d.name, "drop": str(dest), "digest": digest, **new_run(s, d.name)}
+        if (schema := s.dataset / SCHEMA).is_file():  # validate's only view of the dataset
+            shutil.copyfile(schema, claimed["schema"])
         if (first := seen(s).get(digest)) is not None:
             where = _free(s.archive / "duplicates" / d.name)
             where.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ light steps (gate, promote, publish) name a file without importing the module th
 
 A run is `runs/<key>/` (RunPaths, made by the DAG's claim/prepare step):
 
+  schema.json         the dataset's schema when the drop was claimed     (claim: what validate checks against,
+                      so that validate mounts the drop and this run only, not the dataset)
   validation.json     the drop's validation report                      (validate)
   model/              the trained model: a RunDir                       (train, export, convert)
   eval/               metrics.json, blessing.json, plots, model card    (evaluate, gate)
@@ -37,6 +39,7 @@ ONNX, PARITY_REPORT, MLFLOW_MODEL = "model.onnx", "onnx_parity.json", "mlflow_mo
 PLAN, TENSORRT_REPORT = "model.plan", "tensorrt.json"
 METRICS, BLESSING, MODEL_CARD = "metrics.json", "blessing.json", "model_card.md"  # in the evaluation directory
 MODEL_DIR, EVAL_DIR, VALIDATION, PUBLISHED = "model", "eval", "validation.json", "published.json"
+SCHEMA = "schema.json"  # the dataset's (<dataset>/schema.json, tasks/ingest.py), and its copy in a run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +60,7 @@ class RunPaths:
         """What claim/prepare return (one XCom per key): the DAG wires steps with these."""
         r = self.root
         return {"key": r.name, "work": str(r), "run": str(r / MODEL_DIR), "eval": str(r / EVAL_DIR),
-                "metrics": str(r / EVAL_DIR / METRICS), "report": str(r / VALIDATION),
+                "metrics": str(r / EVAL_DIR / METRICS), "report": str(r / VALIDATION), "schema": str(r / SCHEMA),
                 "published": str(r / PUBLISHED)}
 
 

@@ -129,3 +129,17 @@ def test_docs_reliability_md_is_generated_and_current():
     assert p.returncode == 0, "docs/reliability.md is stale: run `python docs/make_reliability.py`"
     text = (repo / "docs" / "reliability.md").read_text()
     assert text.count("| yes |") == len(CORPUS) and "NOT" not in text
+
+
+def test_claim_hands_validate_the_datasets_schema_in_the_run_dir(s):
+    """validate mounts processing/ and the runs only (not the dataset): claim copies the
+    dataset's schema into the run; before the first ingest there is none, and validate says so."""
+    good(s.inbox, "first", seed=1)
+    claimed = drops.claim(s)
+    assert not Path(claimed["schema"]).exists()
+    (s.dataset).mkdir(parents=True, exist_ok=True)
+    (s.dataset / "schema.json").write_text('{"img_dim": 8, "txt_dim": 6, "label_names": ["a"]}')
+    good(s.inbox, "second", seed=2)
+    claimed = drops.claim(s)
+    assert Path(claimed["schema"]).parent == Path(claimed["work"])
+    assert Path(claimed["schema"]).read_text() == (s.dataset / "schema.json").read_text()

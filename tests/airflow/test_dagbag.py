@@ -36,7 +36,9 @@ def test_no_import_errors_and_the_expected_graph():
     assert len(docker) == 10
     root = os.environ["SOCIAL_TONE_DATA_ROOT"]
     for i, d in docker.items():
-        assert d.mounts[0]["Target"] == root and d.mounts[0]["ReadOnly"] is True, i
+        # validation of untrusted input sees processing/ (its drop alone) and the runs, not the dataset
+        assert d.mounts[0]["Target"] == (root + "/processing" if i == "validate" else root), i
+        assert d.mounts[0]["ReadOnly"] is True, i
         assert all(m["Target"].startswith(root + "/") and not m["ReadOnly"] for m in d.mounts[1:]), i
         assert d.auto_remove == "force" and d.mem_limit and d.execution_timeout, i
         assert {k: d.hardening[k] for k in ("cap_drop", "security_opt", "read_only")} == {
