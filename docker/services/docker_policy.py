@@ -13,6 +13,11 @@ run and remove task containers, so this proxy lets exactly that through:
                                     inspect shows what the worker itself put there; docker-py's
                                     attach asks for it)
 
+Clients: only from the proxy's own networks (the directly connected subnets of its interfaces)
+and loopback, or POLICY_CLIENTS. Docker isolates networks with iptables rules; on an engine
+run without them, another network's container could route to the proxy's address, and is
+refused here.
+
 Everything else is refused with 403 and the reason: any other container's inspect (its
 environment: other services' passwords), /archive, /exec, /update, image pulls,
 volumes, networks, build, swarm, plugins. Each connection carries one request (the proxy asks
@@ -30,11 +35,13 @@ guessed; any other field outside the allow-list is refused unless it is empty (f
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 import socket
 import socketserver
+import struct
 import sys
 import urllib.parse
 
@@ -67,6 +74,21 @@ class Config:
         self.images = set(filter(None, env.get("POLICY_IMAGES", "social-tone/task").split(",")))
         self.gpu_images = set(filter(None, env.get("POLICY_GPU_IMAGES", "").split(",")))
         self.networks = set(filter(None, env.get("POLICY_NETWORKS", "none").split(",")))
+        given = env.get("POLICY_CLIENTS")  # default: its own subnets, and loopback (the healthcheck)
+        self.clients = [ipaddress.ip_network(c) for c in given.split(",")] if given is not None else \
+            [*own_subnets(), ipaddress.ip_network("127.0.0.0/8")]
+
+
+def own_subnets(routes: str = "/proc/net/route") -> list:
+    """The subnets this host (the proxy's container) is directly connected to."""
+    nets = []
+    with open(routes) as f:
+        for line in f.read().splitlines()[1:]:
+            iface, dest, gateway, _flags, _ref, _use, _metric, mask, *_ = line.split()
+            if gateway == "00000000" and dest != "00000000":
+                ip, netmask = (socket.inet_ntoa(struct.pack("<I", int(h, 16))) for h in (dest, mask))
+                nets.append(ipaddress.ip_network(f"{ip}/{netmask}", strict=False))
+    return nets
 
 
 def _unique(pairs):
@@ -222,6 +244,10 @@ class Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         conn = self.request
+        client = ipaddress.ip_address(self.client_address[0])
+        if not any(client in n for n in self.cfg.clients):
+            print(f"client {client} refused: not on the proxy's own networks", flush=True)
+            return refuse(conn, 403, f"client {client} is not on the proxy's own networks")
         conn.settimeout(60)
         data = b""
         while b"\r\n\r\n" not in data:
@@ -284,7 +310,8 @@ def main() -> int:
     Handler.cfg = cfg
     with Server((host, int(port)), Handler) as server:
         print(f"docker policy on {host}:{port} -> {cfg.socket}: images {sorted(cfg.images)}, networks "
-              f"{sorted(cfg.networks)}, binds under {cfg.data_root}", flush=True)
+              f"{sorted(cfg.networks)}, binds under {cfg.data_root}, clients {[str(n) for n in cfg.clients]}",
+              flush=True)
         server.serve_forever()
     return 0
 

@@ -157,3 +157,32 @@ def test_a_link_in_the_data_root_that_leads_out_of_it_is_no_way_out(proxy):
         assert status == 403 and "outside the data root" in text, text
     finally:
         link.unlink()
+
+
+def test_a_client_from_outside_the_proxys_own_networks_is_refused(proxy, tmp_path):
+    """Docker isolates networks with iptables; where an engine runs without them, a container of
+    another network could route to the proxy: the proxy answers only its own subnets (and
+    loopback by default), whatever the engine does."""
+    port = free_port()
+    env = {**os.environ, "POLICY_LISTEN": f"127.0.0.1:{port}", "POLICY_DATA_ROOT": str(proxy.settings.data_root),
+           "POLICY_CLIENTS": "10.255.255.0/24"}  # a network this test's client (127.0.0.1) is not on
+    p = subprocess.Popen([sys.executable, str(REPO / "docker" / "services" / "docker_policy.py")], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                status, text = raw(port, "GET", "/_ping")
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert status == 403 and "client 127.0.0.1 is not on the proxy's own networks" in text, text
+    finally:
+        p.terminate()
+        p.wait(10)
+    sys.path.insert(0, str(REPO / "docker" / "services"))
+    import docker_policy
+    routes = tmp_path / "route"  # /proc/net/route of a container on one /16, with its default route
+    routes.write_text("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+                      "eth0\t00000000\t010013AC\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+                      "eth0\t000013AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n")
+    assert [str(n) for n in docker_policy.own_subnets(str(routes))] == ["172.19.0.0/16"]
