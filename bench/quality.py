@@ -67,6 +67,32 @@ def serve_rate(onnx_path: Path, batch: int = 1024, seconds: float = 2.0) -> floa
     return n / (time.perf_counter() - t0)
 
 
+def ensemble_cost(img_dim: int = 512, txt_dim: int = 768, n_labels: int = 50, rounds: int = 7) -> dict:
+    """Serving cost of the ensemble contender (strong + wide + mlp, one graph) against the default
+    (strong alone): both exported through tasks.export_onnx, rows/s in ONNX Runtime at batch 1024
+    measured in alternating rounds (a shared machine's noise hits both alike). Weights do not
+    change the arithmetic: the models are freshly initialised."""
+    import statistics
+    sys.path.insert(0, str(REPO))
+    from tasks import model as mdl
+    from tasks.export_onnx import export
+    from tasks.recipe import CANDIDATES
+    def build(name):
+        c = CANDIDATES[name]
+        return mdl.FusionMLP(mdl.ModelConfig(img_dim, txt_dim, n_labels, c.get("hidden", 256), c.get("dropout", 0.2),
+                                             c["family"], standardize=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"default (strong)": Path(tmp) / "strong.onnx", "ensemble (strong+wide+mlp)": Path(tmp) / "e.onnx"}
+        export(build("strong"), paths["default (strong)"])
+        export(mdl.ensemble_of([build(n) for n in ("strong", "wide", "mlp")]), paths["ensemble (strong+wide+mlp)"])
+        rates = {k: [] for k in paths}
+        for r in range(rounds):
+            for k in (list(paths) if r % 2 == 0 else list(paths)[::-1]):
+                rates[k].append(serve_rate(paths[k], seconds=1.0))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {"rows_s": med, "ensemble_over_default": med["ensemble (strong+wide+mlp)"] / med["default (strong)"]}
+
+
 def synthetic() -> Path:
     sys.path.insert(0, str(REPO))
     from tasks import synth
@@ -135,9 +161,13 @@ def main() -> int:
     ap.add_argument("--sets", nargs="+", default=["debtags", "dep11", "synthetic"])
     ap.add_argument("--before", default="493dc09", help="git ref whose defaults are 'before' ('' to skip)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--cost-only", action="store_true", help="only the ensemble's serving cost (interleaved)")
     ap.add_argument("--alone", nargs="*", default=None,
                     help="candidates to train alone, a row each (default: every one in tasks/recipe.py CANDIDATES)")
     args = ap.parse_args()
+    if args.cost_only:
+        print(json.dumps(ensemble_cost(), indent=2))
+        return 0
     sys.path.insert(0, str(REPO))
     from tasks.recipe import CANDIDATES
     alone = list(CANDIDATES) if args.alone is None else args.alone
