@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 
 FAMILIES = ("mlp", "lnmlp", "resmlp", "linear")  # tasks/model.py builds each (kept here: stdlib only, for the form)
-# What `candidates` may name: a family with the widths it is tried at. "mlp" and "resmlp" take
-# the run's hidden and dropout; "wide" is the mlp at the width that won on the real text set
-# (docs/benchmarks.md).
+# What `candidates` may name: a family with the width it is tried at (a run's explicit `hidden`
+# replaces every candidate's); "mlp", "lnmlp" and "resmlp" take the run's dropout; "wide" is the
+# mlp at the width that won on the real text set (docs/benchmarks.md).
 CANDIDATES = {
-    "mlp": {"family": "mlp"},
+    "mlp": {"family": "mlp", "hidden": 256},
     "wide": {"family": "mlp", "hidden": 1024, "dropout": 0.5},
-    "lnmlp": {"family": "lnmlp"},
-    "resmlp": {"family": "resmlp"},
+    "lnmlp": {"family": "lnmlp", "hidden": 256},
+    "resmlp": {"family": "resmlp", "hidden": 256},
     # the recipe that is best known on frozen sentence embeddings (issue 23): a wide hidden layer
     # with LayerNorm and GELU, AdamW with weight decay, a one-cycle learning rate
     "strong": {"family": "lnmlp", "hidden": 1024, "dropout": 0.5, "weight_decay": 0.05, "lr_schedule": "onecycle"},
@@ -48,7 +48,7 @@ class TrainConfig:
     family: str = "mlp"            # the model family of a single run (each candidate sets its own)
     standardize: str = "modality"  # input scaling from the train split (tasks/model.py): "modality" (centre each
                                    # column, one scale per modality), "column" (StandardScaler) or "none" (the seed)
-    hidden: int = 256
+    hidden: int = 0                # 0: each candidate's own width (CANDIDATES); > 0: every candidate at this width
     depth: int = 2                 # residual blocks of the resmlp family
     dropout: float = 0.2
     pos_weight: float = 0.0        # 0: off; >0: per-class neg/pos ratio, capped at this value
@@ -89,14 +89,15 @@ class TrainConfig:
             raise ValueError("precision must be 'auto', '32' or 'bf16-mixed'")
         if cfg.batch_size < 1 or cfg.max_epochs < 0 or cfg.budget_steps < 1 or cfg.lr <= 0 or cfg.cache_mb < 0 or cfg.check_rows < 1 \
                 or cfg.window_drops < 0 or cfg.select_seconds < 1 or cfg.race_margin < 0 or cfg.race_steps < 0 \
-                or cfg.select_margin < 0 or cfg.ensemble < 0:
+                or cfg.select_margin < 0 or cfg.ensemble < 0 or cfg.hidden < 0:
             raise ValueError("batch_size, budget_steps, lr, check_rows and select_seconds must be positive; "
-                             "max_epochs, cache_mb, window_drops, race_margin, race_steps, select_margin and ensemble >= 0")
+                             "max_epochs, cache_mb, window_drops, race_margin, race_steps, select_margin, ensemble and hidden >= 0")
         return cfg
 
     def candidate_configs(self) -> list[tuple[str, "TrainConfig"]]:
         """(name, the config it trains with) for each candidate, in order."""
-        return [(n, dataclasses.replace(self, **CANDIDATES[n])) for n in self.candidates.split(",")]
+        return [(n, dataclasses.replace(self, **{**CANDIDATES[n], **({"hidden": self.hidden} if self.hidden else {})}))
+                for n in self.candidates.split(",")]
 
 
 # The seed's recipe, as the benchmarks reproduce it on this code: one MLP, a DataLoader collating
@@ -158,7 +159,8 @@ KNOBS = (
          form=True, minimum=1),
     Knob("lr", "lr", "Adam learning rate", form=True, exclusive_minimum=0),
     Knob("batch_size", "batch_size", "rows per optimizer step", form=True, minimum=1),
-    Knob("hidden", "hidden", "hidden units of the mlp and resmlp candidates", form=True, minimum=1),
+    Knob("hidden", "hidden", "hidden units of every candidate (0: each its own, 256; wide and strong 1024)",
+         form=True, minimum=0),
     Knob("depth", "depth", "residual blocks (resmlp)", minimum=1),
     Knob("window_drops", "window_drops", "train on the latest N drops only (0: every drop)", form=True, minimum=0),
     Knob("dropout", "dropout", "dropout after the hidden layer", minimum=0),

@@ -153,3 +153,13 @@ def test_an_ensembles_graph_matches_float64_in_onnx_runtime_over_the_whole_logit
     want = np.logaddexp.reduce(-np.logaddexp(0, -logits), axis=0) - np.logaddexp.reduce(-np.logaddexp(0, logits), axis=0)
     assert np.abs(logits).max() > 30, "the range must include saturated logits"
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
+
+
+def test_an_explicit_width_applies_to_every_candidate_and_0_keeps_each_ones_own():
+    """The form's `hidden` must reach the default model (it is `strong`, 1024 wide by itself)."""
+    own = dict(TrainConfig(candidates="strong,mlp,linear").candidate_configs())
+    assert (own["strong"].hidden, own["mlp"].hidden) == (1024, 256)
+    given = dict(TrainConfig(candidates="strong,mlp,linear", hidden=64).candidate_configs())
+    assert (given["strong"].hidden, given["mlp"].hidden, given["strong"].dropout) == (64, 64, 0.5)
+    with pytest.raises(ValueError, match="hidden >= 0"):
+        TrainConfig.from_overrides({"hidden": -1})
