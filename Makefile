@@ -16,8 +16,10 @@ QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory"
 
 .PHONY: venv airflow-venv engine images demo down clean lint test test-tasks test-airflow bench-train bench-quality bench-memory bench-serving bench-d2s bench-alerts fuzz gpu-smoke team-up team-down team-test clean-venv
 
+# (+ Triton's C++ onnxruntime backend for this venv's ONNX Runtime: a stamp check when built)
 venv: $(VENV)/.complete
 	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
+	@docker/build-ort-backend.sh $(VENV) >/dev/null
 
 # No file prerequisites: the path already carries the requirements' hash, and a fresh clone's
 # files are always newer than the cached stamp.
@@ -99,8 +101,8 @@ bench-d2s: venv airflow-venv images
 # The team stack (docker-compose.yaml: CeleryExecutor, Postgres, Redis, TEAM_WORKERS workers,
 # MLflow, CPU Triton), every image built here: secrets generated into .env (kept on later runs),
 # images, the stack, URLs. README "A team server".
-team-up: engine
-	scripts/team.sh up
+team-up: venv engine
+	SOCIAL_TONE_VENV=$(VENV) scripts/team.sh up
 
 team-down:
 	scripts/team.sh down

@@ -67,6 +67,7 @@ build() {
   if [ -n "$req" ]; then
     local wheels; wheels=$(wheelhouse "$req" "$py")
     cp -al "$wheels"/*.whl docker/wheelhouse/ 2>/dev/null || cp "$wheels"/*.whl docker/wheelhouse/
+    [ -z "${EXTRA_CONTEXT:-}" ] || cp -a "$EXTRA_CONTEXT" docker/wheelhouse/
     cp "$req" "docker/wheelhouse/$(basename "$req" .tmp)"
   fi
   docker build -q -f "$dockerfile" "$@" -t "$image:$hash" -t "$image:latest" . >/dev/null
@@ -96,9 +97,12 @@ build social-tone/airflow "$( (echo "$BASE_IMAGE"; cat docker/requirements-airfl
                                find dags include plugins tasks -name '*.py' -print0 | sort -z | xargs -0 cat) \
                              | sha256sum | cut -c1-12)" \
   docker/Dockerfile.airflow docker/requirements-airflow.txt.tmp "" --build-arg BASE_IMAGE="$BASE_IMAGE"
-# CPU Triton: the server and the Python backend's ONNX Runtime, pinned in requirements.txt
+# CPU Triton: the server and the Python backend's ONNX Runtime, pinned in requirements.txt, and
+# Triton's C++ onnxruntime backend built against the same ONNX Runtime (the tasks venv's wheel)
 grep -E '^(numpy|onnxruntime|nvidia-pytriton|tritonclient)[=\[]' requirements.txt > docker/requirements-triton.txt.tmp
-build social-tone/triton-cpu "$( (echo "$BASE_IMAGE"; cat docker/requirements-triton.txt.tmp docker/Dockerfile.triton-cpu;
+ORT_BACKEND=$(docker/build-ort-backend.sh "${SOCIAL_TONE_VENV:-.venv}")
+EXTRA_CONTEXT=$ORT_BACKEND build social-tone/triton-cpu "$( (echo "$BASE_IMAGE"; cat docker/requirements-triton.txt.tmp \
+                                  docker/Dockerfile.triton-cpu; ls -a "$ORT_BACKEND";
                                   find tasks -name '*.py' -print0 | sort -z | xargs -0 cat) | sha256sum | cut -c1-12)" \
   docker/Dockerfile.triton-cpu docker/requirements-triton.txt.tmp "" --build-arg BASE_IMAGE="$BASE_IMAGE"
 # Postgres, Redis and the socket proxy: Debian's packages in one debootstrap base

@@ -106,6 +106,7 @@ def container_env(s: Settings) -> dict[str, str]:
             "SOCIAL_TONE_MODEL_NAME": s.model_name,
             "SOCIAL_TONE_TRITON_GRPC": s.triton_grpc,
             "SOCIAL_TONE_TRITON_EXECUTION_ENV": s.triton_execution_env,
+            "SOCIAL_TONE_ORT_THREADS": env.get("SOCIAL_TONE_ORT_THREADS"),
             "DVC_NO_ANALYTICS": env.VARS["DVC_NO_ANALYTICS"].default}
     return {k: v for k, v in step.items() if v} | {
         "HOME": "/tmp", "GIT_PYTHON_REFRESH": "quiet",  # no git in the image; the commit comes from the image's env

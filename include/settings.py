@@ -131,7 +131,7 @@ def load() -> Settings:
         container_user=os.environ.get("SOCIAL_TONE_CONTAINER_USER") or _owner(root),
         triton_grpc=task_env.get("SOCIAL_TONE_TRITON_GRPC"),
         triton_execution_env=os.environ.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or None,
-        triton_backend=_env("SOCIAL_TONE_TRITON_BACKEND", "python"),
+        triton_backend=task_env.get("SOCIAL_TONE_TRITON_BACKEND"),
         # a GPU on the Docker host: convert-tensorrt gets the TensorRT image and the device,
         # and the onnxruntime backend runs on KIND_GPU
         gpu=_env("SOCIAL_TONE_GPU", "false").lower() in ("1", "true", "yes"),

@@ -136,7 +136,7 @@ names = c.label_names(d.manifest.n_labels, d.manifest.img_dim, d.manifest.txt_di
 p = c.infer(np.asarray(d.img[:1]), np.asarray(d.txt[:1]))  # Triton answers logits
 probs, topics = decide(p.logits, thresholds(f"{data}/triton", "social_tone", p.version)["thresholds"])
 truth = np.asarray(d.labels[0]) if d.labels is not None else None
-print(f"post {d.ids[0]} (model version {p.version}): top 5 topics")
+print(f"post {d.ids[0]} (model version {p.version}, Triton backend {c.config()['backend']}): top 5 topics")
 for k in np.argsort(-probs[0])[:5]:
     said = "predicted" if topics[0][k] else "         "
     known = "" if truth is None else ("  truth: yes" if truth[k] else "  truth: no")

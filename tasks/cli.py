@@ -262,7 +262,7 @@ class BadInput(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from tasks.parity import ATOL  # light: numpy only
-    from tasks.triton.repo import MAX_BATCH  # light: no ML imports
+    from tasks.triton.repo import BACKENDS, DEFAULT_BACKEND, MAX_BATCH  # light: no ML imports
     from tasks.gate import FLOOR, TOLERANCE
     from tasks.recipe import BASELINE_ROWS, KNOBS
     from tasks.detect import DAILY, SERIES_Z  # numpy only
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-file", type=Path, default=None,
                    help="default: RUN/model.onnx (RUN/model.plan for TensorRT; without one, the ONNX "
                         "graph on the onnxruntime backend)")
-    s.add_argument("--backend", choices=("python", "onnxruntime", "tensorrt_plan"), default="python")
+    s.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     s.add_argument("--keep", type=int, default=3)
     s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="Triton's max_batch_size")
     s.add_argument("--record", type=Path, default=None, help="also write the result JSON here (default: the run's "

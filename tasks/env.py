@@ -37,8 +37,11 @@ VARS = {v.name: v for v in (
     Var("SOCIAL_TONE_GIT_COMMIT", "image", None, "the code version logged with each run"),
     Var("DVC_NO_ANALYTICS", "step", "1", "DVC sends no usage reports"),
     Var("SOCIAL_TONE_TRITON_EXTRA_ARGS", "server", "", "extra tritonserver flags"),
-    Var("SOCIAL_TONE_ORT_THREADS", "server", "1", "ONNX Runtime threads per Triton model instance "
-        "(read by tasks/triton/python_model.py, which runs inside Triton)"),
+    Var("SOCIAL_TONE_TRITON_BACKEND", "server", "onnxruntime",
+        "what serves the model: onnxruntime (Triton's C++ backend), python (fallback: ONNX Runtime in "
+        "Triton's Python backend) or tensorrt_plan (GPU); publish writes it into each version's config"),
+    Var("SOCIAL_TONE_ORT_THREADS", "step", "1", "ONNX Runtime threads per Triton model instance "
+        "(publish writes it into the onnxruntime backend's config; the Python backend's model reads it)"),
 )}
 
 MODEL_NAME = VARS["SOCIAL_TONE_MODEL_NAME"].default

@@ -1,4 +1,6 @@
-"""A real tritonserver (PyPI's nvidia-pytriton build, CPU): publish, hot reload, canary, rollback."""
+"""A real tritonserver (PyPI's nvidia-pytriton build, CPU) serving through Triton's C++ onnxruntime
+backend (docker/build-ort-backend.sh): publish, hot reload, canary, rollback; the Python-backend
+fallback."""
 import json
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from tasks import dataset as ds
+from tasks import env
 from tasks import synth
 from tasks.export_onnx import export_onnx
 from tasks.split import TEST
@@ -18,6 +21,7 @@ from tasks.train import TrainConfig, train
 from tasks.triton import repo as trepo
 from tasks.triton.client import TritonClient, TritonUnavailable
 from tasks.triton.reload import ReloadFailed, reload, rollback
+from tasks.triton import server as server_mod
 from tasks.triton.server import TritonServer, free_port
 
 MODEL = "social_tone"
@@ -50,7 +54,7 @@ def ort_logits(run, img, txt):
 
 
 def publish_and_reload(root, run, server, **kw):
-    v = trepo.publish(root / run, server.model_repo, execution_env=sys.prefix)["version"]
+    v = trepo.publish(root / run, server.model_repo)["version"]
     r = reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / run, **kw)
     assert r["version"] == v
     return r
@@ -63,7 +67,9 @@ def test_publish_v1_and_serve_it(runs, server):
     # the canary checked the very rows ONNX parity checked (the run's check_rows.npz)
     parity = json.loads((root / "run1" / "onnx_parity.json").read_text())
     assert r["canary"]["rows_sha256"] == parity["rows_sha256"] and parity["rows"] == 1000
-    assert {"model.onnx", "model.py", "thresholds.json"} <= {p.name for p in (server.model_repo / MODEL / "1").iterdir()}
+    files = {p.name for p in (server.model_repo / MODEL / "1").iterdir()}
+    assert {"model.onnx", "thresholds.json"} <= files and "model.py" not in files
+    assert TritonClient(server.grpc_url).config()["backend"] == "onnxruntime"
     img, txt = rows(root)
     with TritonClient(server.grpc_url) as c:
         p = c.infer(img, txt)
@@ -77,10 +83,10 @@ def test_publish_v1_and_serve_it(runs, server):
 
 
 def test_merged_and_oversized_requests_each_get_their_own_rows(runs, server):
-    """The dynamic batcher hands model.py several requests at once (one ORT call, split back);
+    """The dynamic batcher hands the backend several requests at once (one ORT call, split back);
     arrays above max_batch_size are split by the client and joined again."""
     root = runs
-    trepo.publish(root / "run1", server.model_repo, execution_env=sys.prefix,
+    trepo.publish(root / "run1", server.model_repo,
                   max_batch_size=100)
     reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / "run1")
     img, txt = rows(root, 250)
@@ -153,7 +159,7 @@ def test_broken_v3_is_rejected_and_v2_keeps_serving(runs, server, tmp_path):
     publish_and_reload(root, "run1", server)
     publish_and_reload(root, "run2", server)
     (tmp_path / "broken.onnx").write_bytes(b"this is not an onnx graph")
-    trepo.publish(root / "run2", server.model_repo, model_file=tmp_path / "broken.onnx", execution_env=sys.prefix)
+    trepo.publish(root / "run2", server.model_repo, model_file=tmp_path / "broken.onnx")
     with pytest.raises(ReloadFailed, match="(?s)version 3: load failed.*version 2 serves"):
         reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / "run2")
     img, txt = rows(root)
@@ -173,7 +179,7 @@ def test_canary_mismatch_rolls_back_to_the_previous_version(runs, server):
     publish_and_reload(root, "run1", server)
     # version 2 loads fine but serves run1's graph while the run that was gated is run2:
     # the canary (Triton vs ONNX Runtime on run2's model.onnx) must catch it and roll back
-    trepo.publish(root / "run2", server.model_repo, model_file=root / "run1" / "model.onnx", execution_env=sys.prefix)
+    trepo.publish(root / "run2", server.model_repo, model_file=root / "run1" / "model.onnx")
     with pytest.raises(ReloadFailed, match="(?s)canary mismatch.*version 1 serves"):
         reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / "run2")
     with TritonClient(server.grpc_url) as c:
@@ -232,7 +238,7 @@ def test_rollback_puts_back_the_config_of_the_version_it_serves(runs, server):
     in production another backend), so rolling back to v1 must restore v1's config."""
     root = runs
     publish_and_reload(root, "run1", server)
-    trepo.publish(root / "run2", server.model_repo, execution_env=sys.prefix, max_batch_size=100)
+    trepo.publish(root / "run2", server.model_repo, max_batch_size=100)
     reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / "run2")
     with TritonClient(server.grpc_url) as c:
         assert int(c.config()["max_batch_size"]) == 100
@@ -277,7 +283,8 @@ def test_config_and_pruning(runs, tmp_path):
     assert trepo.versions(model_dir) == [2, 3, 4]
     assert not list((tmp_path / "repo" / trepo.PRUNED / MODEL).iterdir()), "pruned version 1 fully deleted"
     cfg = (model_dir / "config.pbtxt").read_text()
-    assert 'backend: "python"' in cfg and "max_batch_size: 1024" in cfg
+    assert 'backend: "onnxruntime"' in cfg and "max_batch_size: 1024" in cfg and "KIND_CPU" in cfg
+    assert 'key: "intra_op_thread_count" value: { string_value: "1" }' in cfg
     assert "max_queue_delay_microseconds: 0" in cfg and "dims: [ 768 ]" in cfg
     assert (model_dir / "labels.txt").read_text().splitlines()[0] == "ceasefire_talks"
     assert 'backend: "tensorrt"' in trepo.render_config("m", "tensorrt_plan", 512, 768, 50)
@@ -304,7 +311,7 @@ def test_interrupted_publish_is_repaired_by_the_next_run(runs, server):
     version, and the half-written dir is never taken for a version."""
     root = runs
     publish_and_reload(root, "run1", server)
-    trepo.publish(root / "run2", server.model_repo, execution_env=sys.prefix)  # then "crash"
+    trepo.publish(root / "run2", server.model_repo)  # then "crash"
     half = server.model_repo / MODEL / ".3.crashed.tmp"
     half.mkdir()
     (half / "model.onnx").write_bytes(b"half a graph")
@@ -331,12 +338,12 @@ def test_triton_down_during_reload_then_back_serves_the_old_model(runs, tmp_path
         json.loads(p.stdout.readline())
         return p
 
-    trepo.publish(root / "run1", repo, execution_env=sys.prefix)
+    trepo.publish(root / "run1", repo)
     server = start()
     reload(repo, MODEL, url=url, run_dir=root / "run1")
     server.send_signal(sig.SIGTERM)
     server.wait(timeout=60)
-    trepo.publish(root / "run2", repo, execution_env=sys.prefix)
+    trepo.publish(root / "run2", repo)
     p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--run", str(root / "run2"), "--repo", str(repo),
                         "--url", url, "--retries", "2"], capture_output=True, text=True)
     assert p.returncode == 6 and "unreachable after 3 attempts" in p.stdout
@@ -350,3 +357,23 @@ def test_triton_down_during_reload_then_back_serves_the_old_model(runs, tmp_path
     finally:
         server.send_signal(sig.SIGTERM)
         server.wait(timeout=60)
+
+
+def test_python_backend_is_the_fallback_chosen_by_one_setting(runs, tmp_path, monkeypatch):
+    """Without the C++ backend built, a server starts only with the fallback setting, and then
+    the Python backend's stub serves the same logits and passes the same canary."""
+    root = runs
+    monkeypatch.setattr(server_mod, "ORT_BACKEND", tmp_path / "not-built")
+    with pytest.raises(server_mod.BackendMissing, match="build-ort-backend.sh .*SOCIAL_TONE_TRITON_BACKEND=python"):
+        TritonServer(tmp_path / "repo0", tmp_path / "triton0").start()
+    monkeypatch.setenv("SOCIAL_TONE_TRITON_BACKEND", "python")
+    with TritonServer(tmp_path / "repo", tmp_path / "triton") as server:
+        assert not (server.workdir / "backends" / "onnxruntime").exists()
+        v = trepo.publish(root / "run1", server.model_repo, backend=env.get("SOCIAL_TONE_TRITON_BACKEND"),
+                          execution_env=sys.prefix)["version"]
+        assert (server.model_repo / MODEL / str(v) / "model.py").is_file()
+        r = reload(server.model_repo, MODEL, url=server.grpc_url, run_dir=root / "run1")
+        assert r["canary"]["ok"] and TritonClient(server.grpc_url).config()["backend"] == "python"
+        img, txt = rows(root)
+        with TritonClient(server.grpc_url) as c:
+            assert np.abs(c.infer(img, txt).logits - ort_logits(root / "run1", img, txt)).max() <= 1e-5

@@ -15,7 +15,7 @@ class TritonPythonModel:
     def initialize(self, args):
         here = os.path.join(args["model_repository"], args["model_version"])
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(os.environ.get("SOCIAL_TONE_ORT_THREADS", "1"))
+        opts.intra_op_num_threads = int(os.environ.get("SOCIAL_TONE_ORT_THREADS") or "1")
         self.session = ort.InferenceSession(os.path.join(here, "model.onnx"), opts,
                                             providers=["CPUExecutionProvider"])
 

@@ -18,6 +18,7 @@ from typing import Iterator
 
 from tasks.fsutil import atomic_dir, atomic_write_text
 from tasks import rundir
+from tasks import env
 from tasks.env import MODEL_NAME
 from tasks.rundir import ONNX, PLAN, TENSORRT_REPORT, RunDir
 
@@ -128,12 +129,13 @@ def reject(repo: Path, model: str, version: int, reason: str) -> Path:
 
 def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels: int,
                   max_batch_size: int = MAX_BATCH, execution_env: str | None = None, instances: int = 1,
-                  gpu: bool = False) -> str:
+                  gpu: bool = False, threads: int | None = None) -> str:
     """One output on every backend: `logits`, with the label file for the classification
     extension. Clients turn logits into probabilities and topics with the thresholds of the
     version that answered (TritonClient.infer), so all backends answer the same request."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
+    threads = int(threads or env.get("SOCIAL_TONE_ORT_THREADS"))
     on_gpu = backend == "tensorrt_plan" or (backend == "onnxruntime" and gpu)
     lines = [f'name: "{name}"',
              f'backend: "{"tensorrt" if backend == "tensorrt_plan" else backend}"',
@@ -155,6 +157,9 @@ def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels:
         # TF32 moved logits by up to 5e-3 in emulation, past the canary's tolerance
         lines.append('optimization { execution_accelerators { gpu_execution_accelerator: [ '
                      '{ name: "cuda" parameters { key: "use_tf32" value: "0" } } ] } }')
+    if backend == "onnxruntime" and not gpu:
+        # the instances are the parallelism (as in the Python backend's model, which reads the same setting)
+        lines.append(f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{threads}" }} }}')
     if backend == "python" and execution_env:
         lines.append(f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{execution_env}" }} }}')
     return "\n".join(lines) + "\n"
@@ -239,7 +244,10 @@ def thresholds(repo: Path, model: str, version: int | str) -> dict:
     raise FileNotFoundError(f"{Path(repo) / model / str(version)}: no thresholds.json for version {version}")
 
 
-def publish(run_dir: Path, repo: Path, model: str = MODEL_NAME, backend: str = "python", *,
+DEFAULT_BACKEND = env.VARS["SOCIAL_TONE_TRITON_BACKEND"].default
+
+
+def publish(run_dir: Path, repo: Path, model: str = MODEL_NAME, backend: str = DEFAULT_BACKEND, *,
             model_file: Path | None = None, keep: int = 3, max_batch_size: int = MAX_BATCH,
             execution_env: str | None = None, instances: int = 2, gpu: bool = False) -> dict:
     """Copy a run's ONNX graph (or TensorRT plan) and thresholds into the next version dir.

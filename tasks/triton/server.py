@@ -1,7 +1,8 @@
 """A CPU tritonserver managed as a process: the one from PyPI's nvidia-pytriton wheel.
 
-Bound to 127.0.0.1, EXPLICIT model control, the Python backend assembled from the wheel's
-files. The model-repository API (and shared memory, trace, logging) answers only clients that
+Bound to 127.0.0.1, EXPLICIT model control. Two backends: Triton's C++ onnxruntime backend
+(the default; the wheel has none, docker/build-ort-backend.sh builds it into this venv) and the
+Python backend assembled from the wheel's files (the fallback, SOCIAL_TONE_TRITON_BACKEND=python). The model-repository API (and shared memory, trace, logging) answers only clients that
 send the admin secret (tasks/triton/client.py): $SOCIAL_TONE_TRITON_ADMIN_SECRET, or a random
 one generated here when none is set (then only this process's caller knows it). Used by the tests, the benchmarks and the embedded demo; production uses the NGC
 image with the same repository layout.
@@ -41,8 +42,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# where docker/build-ort-backend.sh puts Triton's onnxruntime backend: in the venv it was built for
+ORT_BACKEND = Path(sys.prefix) / "triton-backends" / "onnxruntime"
+
+
+class BackendMissing(RuntimeError):
+    """The configured backend cannot be offered by this server."""
+
+
 def backend_dir(dest: Path) -> Path:
-    """backends/python/ with the backend library, its utils and the stub for this Python."""
+    """backends/python/ with the backend library, its utils and the stub for this Python, and
+    backends/onnxruntime/ (a link to the built C++ backend). Without that build, only the
+    fallback setting may start a server: a model published for onnxruntime would not load."""
+    if (ORT_BACKEND / "libtriton_onnxruntime.so").is_file():
+        link = dest / "onnxruntime"
+        dest.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        link.symlink_to(ORT_BACKEND, target_is_directory=True)
+    elif env.get("SOCIAL_TONE_TRITON_BACKEND") == "onnxruntime":
+        raise BackendMissing(f"Triton's onnxruntime backend is not built for this Python ({ORT_BACKEND} is missing): "
+                             f"run docker/build-ort-backend.sh {sys.prefix} (make venv does), or serve through "
+                             "the Python backend instead: SOCIAL_TONE_TRITON_BACKEND=python")
     src = _pytriton_dir()
     py = dest / "python"
     py.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,9 @@ def test_demo_serves_and_prints_where_to_look(demo):
     assert f"Airflow UI     http://127.0.0.1:{PORT}" in out and "login: admin / " in out
     assert "MLflow UI      http://127.0.0.1:15000" in out and "gRPC 127.0.0.1:18001" in out
     assert f"Topic trends   http://127.0.0.1:{PORT}/social-tone/" in out
-    assert "(model version 1):" in out and " p=0." in out and "predicted" in out  # topic names, probabilities
+    assert " p=0." in out and "predicted" in out  # topic names, probabilities
+    # served by Triton's C++ onnxruntime backend: the Python stub only with the fallback setting
+    assert "(model version 1, Triton backend onnxruntime):" in out
     assert (demo_dir / "data" / "archive" / "demo-001").exists()
 
 

@@ -82,7 +82,8 @@ c = TritonClient({grpc!r}); v = c.ready_versions()
 d = open_drop({str(data / 'archive' / 'drop-1')!r}); img, txt = np.asarray(d.img[:200]), np.asarray(d.txt[:200])
 p = c.infer(img, txt)
 want = ort.InferenceSession({str(data / 'triton' / 'social_tone')!r} + f"/{{v[-1]}}/model.onnx").run(["logits"], {{"img_emb": img, "txt_emb": txt}})[0]
-print(json.dumps({{"ready": v, "answered_by": p.version, "max_abs_diff": float(np.abs(p.logits - want).max())}}))
+print(json.dumps({{"ready": v, "answered_by": p.version, "max_abs_diff": float(np.abs(p.logits - want).max()),
+                  "backend": c.config()["backend"]}}))
 """
     p = subprocess.run([TASKS_PY, "-c", code], capture_output=True, text=True, check=True,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -253,7 +254,8 @@ def test_retrain_now_on_the_current_dataset_with_params_from_the_ui(stack):
     assert json.loads((run / "model_config.json").read_text())["hidden"] == 64  # the form's value
     s = serving(grpc, data)
     assert s["ready"] == [4] and s["max_abs_diff"] <= 1e-5
-    # version 1 was pruned (keep 3) although Triton's Python stub, running as another user
-    # (root here), had written __pycache__ into it: out of Triton's view, publish not failed
+    # served by Triton's C++ onnxruntime backend: the Python stub only with the fallback setting
+    assert s["backend"] == "onnxruntime"
+    # version 1 was pruned (keep 3): out of Triton's view and deleted
     assert sorted(p.name for p in (data / "triton" / "social_tone").iterdir() if p.name.isdigit()) == ["2", "3", "4"]
     assert {p: sorted(x.name for x in (data / p).iterdir()) for p in ("inbox", "archive")} == drops_before

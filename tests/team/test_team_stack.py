@@ -175,7 +175,7 @@ def test_a_drop_becomes_a_served_model_that_matches_onnx_runtime_and_uses_both_w
     stack.nothing_stuck()
     champion = json.loads((stack.data / "state" / "champion.json").read_text())
     model_dir = Path(champion["run"])
-    # Triton (the CPU container, Python backend) answers what ONNX Runtime computes on the graph
+    # Triton (the CPU container, C++ onnxruntime backend) answers what ONNX Runtime computes on the graph
     import onnxruntime as ort
 
     from tasks.rundir import RunDir
@@ -184,8 +184,11 @@ def test_a_drop_becomes_a_served_model_that_matches_onnx_runtime_and_uses_both_w
     img, txt, _, _ = rd.check_rows(64)
     sess = ort.InferenceSession(str(rd.onnx), providers=["CPUExecutionProvider"])
     want = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], (img, txt))))[0]
-    got = TritonClient(f"127.0.0.1:{PORTS['SOCIAL_TONE_TRITON_GRPC_PORT']}").infer(img, txt)
+    client = TritonClient(f"127.0.0.1:{PORTS['SOCIAL_TONE_TRITON_GRPC_PORT']}")
+    got = client.infer(img, txt)
     assert str(got.version) == str(champion["triton_version"])
+    # the production backend, not the Python stub (that takes SOCIAL_TONE_TRITON_BACKEND=python)
+    assert client.config()["backend"] == "onnxruntime"
     np.testing.assert_allclose(got.logits, want, rtol=1e-4, atol=1e-4)
     # Celery spread the run's task instances over both workers (hostname = the worker container)
     tis = stack.task_instances("warcov_retrain", run["dag_run_id"])
