@@ -40,10 +40,12 @@ command -v patchelf >/dev/null || missing+=(patchelf)
 [ -e /usr/include/rapidjson/document.h ] || missing+=(rapidjson-dev)
 # triton-inference-server/common at r24.10 declares its unit tests' googletest unconditionally
 [ -e /usr/src/googletest/CMakeLists.txt ] || missing+=(googletest)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "build-ort-backend: missing build tools: apt-get install ${missing[*]}" >&2
-  echo "  (or serve through the Python backend instead: SOCIAL_TONE_TRITON_BACKEND=python)" >&2
-  exit 2
+if [ ${#missing[@]} -gt 0 ]; then  # Debian's packages, as start-dockerd.sh installs docker.io
+  sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+  echo "build-ort-backend: installing the build tools: ${missing[*]}" >&2
+  { sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null; } || {
+    echo "build-ort-backend: could not install ${missing[*]}: apt-get install them, or serve through the" \
+         "Python backend instead (SOCIAL_TONE_TRITON_BACKEND=python)" >&2; exit 2; }
 fi
 
 KEY=$( (cat "$0"; sha256sum "$ORT_LIB" | cut -d' ' -f1; g++ --version | head -1; cmake --version | head -1) | sha256sum | cut -c1-16)
