@@ -1,4 +1,5 @@
-"""Triton Python-backend model: ONNX Runtime on CPU (no ONNX Runtime backend exists on PyPI).
+"""Triton Python-backend model: ONNX Runtime on CPU, the fallback to Triton's C++ onnxruntime
+backend (SOCIAL_TONE_TRITON_BACKEND=python).
 
 Copied into every published version as model.py. Runs in Triton's stub process with the
 execution environment named by EXECUTION_ENV_PATH (numpy + onnxruntime). Like every other

@@ -44,7 +44,8 @@ def _reference(onnx_path: Path, img: np.ndarray, txt: np.ndarray) -> np.ndarray:
 
 
 def canary_tolerance(repo: Path, model: str, version: int) -> float:
-    """The tolerance the version was published with (serving.json), else the Python backend's."""
+    """The tolerance the version was published with (serving.json), else the one of a version
+    published before serving.json existed (the Python backend's)."""
     from tasks.parity import tolerance
     record = trepo.read_serving(repo, model, version)
     return float(record.get("canary_atol", tolerance(record.get("backend", "python"))))

@@ -1,7 +1,7 @@
 """Publishing versions into a Triton model repository: <repo>/<model>/<N>/, written atomically.
 
 A version dir holds the ONNX graph, the per-class thresholds and label names (so clients get
-topics, not just logits), and for the CPU backend the Python model. config.pbtxt is
+topics, not just logits), and for the Python backend (the CPU fallback) its model. config.pbtxt is
 generated for the backend in use and names the label file for the labels output.
 """
 from __future__ import annotations

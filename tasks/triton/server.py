@@ -2,9 +2,11 @@
 
 Bound to 127.0.0.1, EXPLICIT model control. Two backends: Triton's C++ onnxruntime backend
 (the default; the wheel has none, docker/build-ort-backend.sh builds it into this venv) and the
-Python backend assembled from the wheel's files (the fallback, SOCIAL_TONE_TRITON_BACKEND=python). The model-repository API (and shared memory, trace, logging) answers only clients that
-send the admin secret (tasks/triton/client.py): $SOCIAL_TONE_TRITON_ADMIN_SECRET, or a random
-one generated here when none is set (then only this process's caller knows it). Used by the tests, the benchmarks and the embedded demo; production uses the NGC
+Python backend assembled from the wheel's files (the fallback, SOCIAL_TONE_TRITON_BACKEND=python).
+The model-repository API (and shared memory, trace, logging) answers only clients that send
+the admin secret (tasks/triton/client.py): $SOCIAL_TONE_TRITON_ADMIN_SECRET, or a random one
+generated here when none is set (then only this process's caller knows it). Used by the tests,
+the benchmarks, the embedded demo and the team stack's CPU image; a GPU server uses the NGC
 image with the same repository layout.
 """
 from __future__ import annotations
