@@ -153,13 +153,15 @@ def cmd_convert_tensorrt(args) -> dict:
 
 def cmd_publish(args) -> dict:
     from tasks.triton import repo as trepo
+    blessing = rundir.require_blessed(args.run)  # before anything is written
     exec_env = args.execution_env or env.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or \
         (sys.prefix if args.backend == "python" else None)
     r = trepo.publish(args.run, args.repo, args.model, args.backend, model_file=args.model_file, keep=args.keep,
                       max_batch_size=args.max_batch, execution_env=exec_env, instances=args.instances, gpu=args.gpu)
     if "fallback" in r:
         log.warning("%s", r["fallback"])
-    result = {"model": args.model, **r, "repo": str(args.repo)}
+    result = {"model": args.model, **r, "repo": str(args.repo),
+              **({"forced": blessing["forced"] and not blessing["passed"]} if blessing else {})}
     record = args.record or rundir.RunPaths.published_of(args.run)
     if record:
         from tasks.fsutil import atomic_write_json

@@ -9,12 +9,11 @@ downstream publishing does not run).
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from tasks.fsutil import atomic_write_json, atomic_write_text
-from tasks.rundir import BLESSING, MODEL_CARD
+from tasks.fsutil import atomic_write_text
+from tasks.rundir import MODEL_CARD, Evaluation
 
 log = logging.getLogger(__name__)
 TOLERANCE, FLOOR = 0.01, 0.1  # the defaults (include/settings.py and the CLI use these)
@@ -45,10 +44,10 @@ def bless(metrics: dict, tolerance: float = TOLERANCE, floor: float = FLOOR, for
 
 
 def gate(metrics_json: Path, tolerance: float = TOLERANCE, floor: float = FLOOR, force: bool = False) -> dict:
-    metrics_json = Path(metrics_json)
-    b = bless(json.loads(metrics_json.read_text()), tolerance, floor, force)
-    atomic_write_json(metrics_json.parent / BLESSING, b)
-    card = metrics_json.parent / MODEL_CARD
+    ev = Evaluation(Path(metrics_json).parent)
+    b = bless(ev.metrics(), tolerance, floor, force)
+    ev.write_blessing(b)
+    card = ev.path / MODEL_CARD
     if card.is_file():  # the card says why the candidate serves or not
         verdict = ("not blessed: the champion keeps serving" if not b["blessed"]
                    else "blessed" if b["passed"] else "blessed, forced by force_promote")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tasks.env import MODEL_NAME
 from tasks.fsutil import atomic_write_json
-from tasks.rundir import RunDir
+from tasks.rundir import Evaluation, RunDir, require_blessed
 
 log = logging.getLogger(__name__)
 ALIAS = "champion"
@@ -27,7 +27,9 @@ def read_pointer(pointer: Path) -> dict | None:
 def promote(run_dir: Path, pointer: Path, *, version: int | None, registered_model: str = MODEL_NAME,
             tracking_uri: str | None = None, metrics_json: Path | None = None) -> dict:
     """champion.json is the one source of truth for the champion; the MLflow alias mirrors it
-    and is set after it is written (a failed alias update is repaired by promoting again)."""
+    and is set after it is written (a failed alias update is repaired by promoting again).
+    A run's model is promoted only when its gate blessed it (rundir.NotBlessed otherwise)."""
+    blessing = require_blessed(run_dir)
     rd = RunDir(run_dir)
     summary = rd.summary()
     uri = tracking_uri if tracking_uri and tracking_uri != "none" else None
@@ -45,8 +47,10 @@ def promote(run_dir: Path, pointer: Path, *, version: int | None, registered_mod
               "registry_version": int(mv.version) if mv else None,
               "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(),
               "previous_run": previous["run"] if previous else None}
+    if blessing is not None:
+        record["blessing"] = {k: blessing.get(k) for k in ("passed", "forced")}
     if metrics_json and Path(metrics_json).exists():
-        record["test_macro_f1"] = json.loads(Path(metrics_json).read_text())["models"]["candidate"]["macro_f1"]
+        record["test_macro_f1"] = Evaluation(Path(metrics_json).parent).macro_f1()
     lineage = rd.add_lineage(champion={k: record[k] for k in ("triton_version", "registered_model",
                                                               "registry_version", "promoted_at")}
                              | {"alias": ALIAS if mv else None, "pointer": str(pointer)})

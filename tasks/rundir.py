@@ -30,6 +30,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from tasks.errors import CheckFailed
 from tasks.fsutil import atomic_write_bytes, atomic_write_json
 
 WEIGHTS, CONFIG = "model.pt", "model_config.json"
@@ -142,6 +143,54 @@ class RunDir:
         record = {**self.lineage(), **hops}
         self._write(LINEAGE, record)
         return record
+
+
+class NotBlessed(CheckFailed):
+    """A run's model that its gate did not bless (or that never went through one): exit code 4."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """eval/: metrics.json (evaluate) and blessing.json (gate), with readers."""
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    def metrics(self) -> dict: return json.loads((self.path / METRICS).read_text())
+
+    def macro_f1(self, model: str = "candidate") -> float | None:
+        """Test macro-F1 of "candidate", "champion" or "baseline" (None: not evaluated)."""
+        return (self.metrics()["models"].get(model) or {}).get("macro_f1")
+
+    def blessing(self) -> dict | None:
+        p = self.path / BLESSING
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def write_blessing(self, b: dict) -> Path:
+        atomic_write_json(self.path / BLESSING, b)
+        return self.path / BLESSING
+
+
+def evaluation_of(model_dir: Path) -> Evaluation | None:
+    """The evaluation of the run whose model dir this is (None: not a run's model dir)."""
+    model_dir = Path(model_dir)
+    return Evaluation(model_dir.parent / EVAL_DIR) if model_dir.name == MODEL_DIR else None
+
+
+def require_blessed(model_dir: Path) -> dict | None:
+    """The blessing of the run this model belongs to, as TFX's Pusher asks for one: raises
+    NotBlessed when its gate said no or never ran (a forced blessing is a blessing, and says
+    so). None for a model dir outside a run (trained by hand: nothing gated it)."""
+    ev = evaluation_of(model_dir)
+    if ev is None:
+        return None
+    b = ev.blessing()
+    if b is None:
+        raise NotBlessed(f"{model_dir}: the run has no {EVAL_DIR}/{BLESSING}: its gate has not run")
+    if not b.get("blessed"):
+        raise NotBlessed(f"{model_dir}: the run is not blessed ({'; '.join(b.get('reasons', []))})")
+    return b
 
 
 def rows_digest(img, txt) -> str:
