@@ -25,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tasks import env as task_env  # noqa: E402  (stdlib only)
 from tasks.triton.server import free_port  # noqa: E402  (stdlib-only at import)
 
 
@@ -33,7 +34,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=70_252)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    tasks_py = os.environ.get("SOCIAL_TONE_TASKS_PYTHON", str(REPO / ".venv" / "bin" / "python"))
+    tasks_py = task_env.get("SOCIAL_TONE_TASKS_PYTHON") or str(REPO / ".venv" / "bin" / "python")
     home = Path(tempfile.mkdtemp(prefix="bench-d2s-"))
     data = home / "data"
     for d in ("inbox", "triton", "mlflow"):

@@ -15,8 +15,11 @@ from tasks import env as task_env  # the variables the task code reads, with the
 from tasks.gate import FLOOR, TOLERANCE
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+get = task_env.get  # every variable is declared, with its default, in tasks/env.py
+
+
+def _flag(name: str) -> bool:
+    return get(name).lower() in ("1", "true", "yes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,44 +124,44 @@ def hand_over(s: Settings, path: Path) -> None:
 
 
 def load() -> Settings:
-    root = Path(_env("SOCIAL_TONE_DATA_ROOT", "/opt/social-tone/data")).resolve()
+    root = Path(get("SOCIAL_TONE_DATA_ROOT")).resolve()
     return Settings(
         data_root=root,
-        host_data_root=Path(_env("SOCIAL_TONE_HOST_DATA_ROOT", str(root))),
-        task_image=_env("SOCIAL_TONE_TASK_IMAGE", "social-tone/task:latest"),
-        docker_url=_env("SOCIAL_TONE_DOCKER_URL", "unix://var/run/docker.sock"),
-        network_mode=_env("SOCIAL_TONE_NETWORK_MODE", "host"),
-        container_user=os.environ.get("SOCIAL_TONE_CONTAINER_USER") or _owner(root),
-        triton_grpc=task_env.get("SOCIAL_TONE_TRITON_GRPC"),
-        triton_execution_env=os.environ.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or None,
-        triton_backend=task_env.get("SOCIAL_TONE_TRITON_BACKEND"),
+        host_data_root=Path(get("SOCIAL_TONE_HOST_DATA_ROOT") or root),
+        task_image=get("SOCIAL_TONE_TASK_IMAGE"),
+        docker_url=get("SOCIAL_TONE_DOCKER_URL"),
+        network_mode=get("SOCIAL_TONE_NETWORK_MODE"),
+        container_user=get("SOCIAL_TONE_CONTAINER_USER") or _owner(root),
+        triton_grpc=get("SOCIAL_TONE_TRITON_GRPC"),
+        triton_execution_env=get("SOCIAL_TONE_TRITON_EXECUTION_ENV"),
+        triton_backend=get("SOCIAL_TONE_TRITON_BACKEND"),
         # a GPU on the Docker host: convert-tensorrt gets the TensorRT image and the device,
         # and the onnxruntime backend runs on KIND_GPU
-        gpu=_env("SOCIAL_TONE_GPU", "false").lower() in ("1", "true", "yes"),
-        tensorrt_image=_env("SOCIAL_TONE_TENSORRT_IMAGE", "social-tone/tensorrt:latest"),
-        model_name=task_env.get("SOCIAL_TONE_MODEL_NAME"),
-        mlflow_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow/mlflow.db"),
-        gate_tolerance=float(_env("SOCIAL_TONE_GATE_TOLERANCE", str(TOLERANCE))),
-        gate_floor=float(_env("SOCIAL_TONE_GATE_FLOOR", str(FLOOR))),
-        fs_conn_id=_env("SOCIAL_TONE_FS_CONN_ID", "fs_default"),
-        poke_interval=int(_env("SOCIAL_TONE_POKE_INTERVAL", "30")),
+        gpu=_flag("SOCIAL_TONE_GPU"),
+        tensorrt_image=get("SOCIAL_TONE_TENSORRT_IMAGE"),
+        model_name=get("SOCIAL_TONE_MODEL_NAME"),
+        mlflow_uri=get("MLFLOW_TRACKING_URI") or f"sqlite:///{root}/mlflow/mlflow.db",
+        gate_tolerance=float(get("SOCIAL_TONE_GATE_TOLERANCE") or TOLERANCE),
+        gate_floor=float(get("SOCIAL_TONE_GATE_FLOOR") or FLOOR),
+        fs_conn_id=get("SOCIAL_TONE_FS_CONN_ID"),
+        poke_interval=int(get("SOCIAL_TONE_POKE_INTERVAL")),
         # sensors wait in the triggerer; off only where no triggerer runs (dag.test ignores
         # a deferred sensor's timeout)
-        deferrable=_env("SOCIAL_TONE_SENSOR_DEFERRABLE", "true").lower() in ("1", "true", "yes"),
+        deferrable=_flag("SOCIAL_TONE_SENSOR_DEFERRABLE"),
         # limits for every task container (include/docker_task.py)
-        task_memory=_env("SOCIAL_TONE_TASK_MEMORY", "8g"),
-        task_pids=int(_env("SOCIAL_TONE_TASK_PIDS", "512")),
+        task_memory=get("SOCIAL_TONE_TASK_MEMORY"),
+        task_pids=int(get("SOCIAL_TONE_TASK_PIDS")),
         # (Docker refuses a quota above the host's CPUs)
-        task_cpus=min(float(_env("SOCIAL_TONE_TASK_CPUS", "2")), float(os.cpu_count() or 1)),
-        task_tmp=_env("SOCIAL_TONE_TASK_TMP", "1g"),
-        task_timeout_minutes=int(_env("SOCIAL_TONE_TASK_TIMEOUT_MINUTES", "180")),
-        scoring_start=_env("SOCIAL_TONE_SCORING_START", "2026-11-01"),
-        scoring_grace_seconds=int(_env("SOCIAL_TONE_SCORING_WAIT", str(6 * 3600))),
-        model_wait_seconds=int(_env("SOCIAL_TONE_MODEL_WAIT", str(24 * 3600))),
-        max_failed_runs=int(_env("SOCIAL_TONE_MAX_FAILED_RUNS", "3")),
-        triton_admin_secret=os.environ.get("SOCIAL_TONE_TRITON_ADMIN_SECRET") or None,
-        alert_webhook=os.environ.get("SOCIAL_TONE_ALERT_WEBHOOK") or None,
-        alert_command=os.environ.get("SOCIAL_TONE_ALERT_COMMAND") or None,
-        mlflow_username=os.environ.get("MLFLOW_TRACKING_USERNAME") or None,
-        mlflow_password=os.environ.get("MLFLOW_TRACKING_PASSWORD") or None,
+        task_cpus=min(float(get("SOCIAL_TONE_TASK_CPUS")), float(os.cpu_count() or 1)),
+        task_tmp=get("SOCIAL_TONE_TASK_TMP"),
+        task_timeout_minutes=int(get("SOCIAL_TONE_TASK_TIMEOUT_MINUTES")),
+        scoring_start=get("SOCIAL_TONE_SCORING_START"),
+        scoring_grace_seconds=int(get("SOCIAL_TONE_SCORING_WAIT")),
+        model_wait_seconds=int(get("SOCIAL_TONE_MODEL_WAIT")),
+        max_failed_runs=int(get("SOCIAL_TONE_MAX_FAILED_RUNS")),
+        triton_admin_secret=get("SOCIAL_TONE_TRITON_ADMIN_SECRET"),
+        alert_webhook=get("SOCIAL_TONE_ALERT_WEBHOOK"),
+        alert_command=get("SOCIAL_TONE_ALERT_COMMAND"),
+        mlflow_username=get("MLFLOW_TRACKING_USERNAME"),
+        mlflow_password=get("MLFLOW_TRACKING_PASSWORD"),
     )
