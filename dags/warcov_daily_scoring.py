@@ -20,11 +20,12 @@ from airflow.sdk import Param, dag
 from include import docker_task, settings
 from include.day_sensor import DaySensor
 from include.notify import RunFailed
+from tasks import layout as drop_layout, monitoring as layout  # stdlib only
 
 S = settings.load()
 DAY = "{{ ds }}"
-DROP = f"{S.scoring_incoming}/{DAY}"
-PREDICTIONS = f"{S.predictions}/{DAY}.parquet"
+DROP = str(layout.drop_dir(S.scoring_incoming, DAY))
+PREDICTIONS = str(layout.predictions_file(S.predictions, DAY))
 
 
 @dag(
@@ -44,11 +45,11 @@ PREDICTIONS = f"{S.predictions}/{DAY}.parquet"
     doc_md=__doc__,
 )
 def warcov_daily_scoring():
-    wait = DaySensor(task_id="wait_for_day", filepath=f"{DROP}/_SUCCESS", fs_conn_id=S.fs_conn_id,
+    wait = DaySensor(task_id="wait_for_day", filepath=f"{DROP}/{drop_layout.MARKER}", fs_conn_id=S.fs_conn_id,
                      deferrable=S.deferrable, poke_interval=max(S.poke_interval, 1), retries=3,
                      retry_delay=pendulum.duration(seconds=15), grace=pendulum.duration(seconds=S.scoring_grace_seconds))
     validate = docker_task.task(S, "validate", ["validate", DROP, "--kind", "unlabeled",
-                                                "--report", f"{S.monitoring}/validation/{DAY}.json"],
+                                                "--report", str(layout.validation_report(S.monitoring, DAY))],
                                 writes=[S.monitoring], network=False, retries=0)
     score = docker_task.task(S, "score", ["score", DROP, "--out", PREDICTIONS, "--url", S.triton_grpc,
                                           "--repo", str(S.triton_repo), "--model", S.model_name,

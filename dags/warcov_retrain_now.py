@@ -17,6 +17,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from include import drops, settings, training
+from tasks import layout  # stdlib only
 
 S = settings.load()
 
@@ -31,8 +32,9 @@ def warcov_retrain_now():
     def prepare() -> dict:
         """A run directory for this retraining, once there is a dataset to train on."""
         from airflow.sdk.exceptions import AirflowFailException
-        if not (S.dataset / "drops").is_dir() or not any((S.dataset / "drops").iterdir()):
-            raise AirflowFailException(f"no dataset yet at {S.dataset / 'drops'}: drop a labeled drop into "
+        data = layout.dataset_drops(S.dataset)
+        if not data.is_dir() or not any(data.iterdir()):
+            raise AirflowFailException(f"no dataset yet at {data}: drop a labeled drop into "
                                        f"{S.inbox} first (warcov_retrain ingests it)")
         return drops.new_run(S, "retrain-now")
 

@@ -12,17 +12,17 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import stat
 from pathlib import Path
 
 from include.settings import Settings, hand_over
+from tasks.layout import DROP_ID_RE, MANIFEST, MARKER  # noqa: F401  (stdlib only)
 from tasks.rundir import SCHEMA, RunPaths
 
+QUARANTINE_REPORT = "report.json"  # quarantine/<drop_id>/report.json: why the drop was refused
+
 log = logging.getLogger(__name__)
-MARKER = "_SUCCESS"
-DROP_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # = tasks.contract.DROP_ID_RE; use fullmatch
 SEEN = "seen-drops.json"
 
 
@@ -83,7 +83,7 @@ def content_digest(drop: Path) -> str:
     h = hashlib.sha256()
     raw = b""
     try:
-        fd = os.open(Path(drop) / "manifest.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(Path(drop) / MANIFEST, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
             if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raw = f.read(1 << 20)
@@ -170,7 +170,7 @@ def quarantine_path(s: Settings, drop: Path, drop_id: str, report: dict) -> Path
     target = _free(s.quarantine / (drop_id if valid_id(drop_id) else f"bad-id-{_stamp()}"))
     target.mkdir(parents=True)
     os.rename(drop, target / "drop")
-    _write_json(target / "report.json", {"original_name": drop_id, **report})
+    _write_json(target / QUARANTINE_REPORT, {"original_name": drop_id, **report})
     reasons = "; ".join(f"{p['code']}: {p['message']}" for p in report.get("problems", []))
     log.error("drop %s quarantined at %s: %s", drop_id, target, reasons or "see report")
     return target

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from tasks import env as task_env  # the variables the task code reads, with their defaults
+from tasks import monitoring as monitoring_layout  # stdlib only
 from tasks.gate import FLOOR, TOLERANCE
 
 
@@ -93,7 +94,7 @@ class Settings:
     @property
     def monitoring(self) -> Path: return self.data_root / "monitoring"
     @property
-    def dashboard(self) -> Path: return self.monitoring / "dashboard.html"  # the monitor task keeps it
+    def dashboard(self) -> Path: return monitoring_layout.dashboard_file(self.monitoring)  # the monitor task keeps it
     @property
     def mlflow_dir(self) -> Path: return self.data_root / "mlflow"
 

@@ -16,6 +16,7 @@ from airflow.sdk import Asset, Param, TaskGroup
 
 from include import docker_task
 from include.settings import Settings
+from tasks import layout  # stdlib only
 from tasks.recipe import KNOBS
 
 CHAMPION = Asset(name="social_tone_champion", uri="file:///social-tone/champion")
@@ -50,7 +51,7 @@ def x(expr: str) -> str:
 def steps(s: Settings, paths) -> dict:
     """The steps, wired in order; returns them by task id (the caller wires what comes before
     train and after evaluate/promote). `paths`: XComArg of a dict from RunPaths.as_dict()."""
-    data = str(s.dataset / "drops")
+    data = str(layout.dataset_drops(s.dataset))
     recipe = [a for k in KNOBS if k.form for a in (k.flag, x(f"params.{k.name}"))]
     with TaskGroup("model", prefix_group_id=False, tooltip="train, evaluate against champion + baseline, gate"):
         train = docker_task.task(s, "train", ["train", "--data", data, "--out", paths["run"],

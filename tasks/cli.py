@@ -199,14 +199,15 @@ def cmd_score(args) -> dict:
 
 
 def cmd_monitor(args) -> dict:
-    from tasks import monitor
+    from tasks import monitor, monitoring
     r = monitor.monitor(args.predictions, dt.date.fromisoformat(args.day), args.root, drop=args.drop,
                         window=args.window, tracking_uri=_tracking(args), dashboard=args.dashboard, z_thr=args.z,
                         min_count=args.min_count, min_history=args.min_history, drift_thr=args.drift,
                         psi_thr=args.psi)
     return {"day": r["day"], "rows": r["rows"], "status": r["status"], "spikes": r["spikes"],
             "drift": {m: v["flagged"] for m, v in r["drift"].items()},
-            "report": str(Path(args.root) / r["day"] / monitor.PAGE), "dashboard": args.dashboard and str(args.dashboard)}
+            "report": str(monitoring.day_dir(args.root, r["day"]) / monitoring.PAGE),
+            "dashboard": args.dashboard and str(args.dashboard)}
 
 
 def cmd_detect(args) -> dict:

@@ -24,17 +24,11 @@ from typing import Any
 import numpy as np
 
 from tasks.fsutil import atomic_dir, atomic_write_json, sha256_file
+from tasks.layout import DATA_FILES, DROP_ID_RE, IDS, IMG, LABELS, MANIFEST, MARKER, TIMESTAMPS, TXT  # noqa: F401
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-MARKER = "_SUCCESS"
-IMG, TXT, LABELS, IDS, TIMESTAMPS = "img_emb.npy", "txt_emb.npy", "labels.npy", "ids.npy", "timestamps.npy"
-DATA_FILES = (IMG, TXT, LABELS, IDS, TIMESTAMPS)
 WARCOV_IMG_DIM, WARCOV_TXT_DIM, WARCOV_N_LABELS = 512, 768, 50
 KINDS = ("labeled", "unlabeled")
-# A drop id becomes a directory name under several roots: keep it boring (use fullmatch:
-# `$` would also match before a trailing newline).
-DROP_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 LABEL_NAME_RE = re.compile(r"[^\x00-\x1f\x7f/\\]{1,128}")  # printable, no path separators
 
 # Bounds on what a drop may declare, so a hostile one is refused before it costs time or

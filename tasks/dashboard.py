@@ -21,26 +21,25 @@ import html
 import json
 import logging
 import os
-import re
 from pathlib import Path
 
 from tasks.fsutil import atomic_write_text
+from tasks.monitoring import PAGE, REPORT, days, drift_in_words
 
 log = logging.getLogger(__name__)
-DAY_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
 SHOWN = 8  # topics drawn at first (the busiest, plus every topic that ever spiked)
 
 
 def load_reports(root: Path) -> list[dict]:
     """Every day's report under root, oldest first (unreadable ones are logged and left out)."""
     reports = []
-    for d in sorted(p for p in Path(root).iterdir() if p.is_dir() and DAY_DIR.fullmatch(p.name)):
+    for d in days(root):
         try:
-            r = json.loads((d / "report.json").read_text())
+            r = json.loads((d / REPORT).read_text())
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as e:
-            log.warning("dashboard: skipping %s: %s", d / "report.json", e)
+            log.warning("dashboard: skipping %s: %s", d / REPORT, e)
             continue
         if isinstance(r, dict) and r.get("day") == d.name and isinstance(r.get("topics"), list):
             reports.append(r)
@@ -163,9 +162,8 @@ def _table(head: list[str], rows: list[list[str]], cls: str) -> str:
     return f'<table class="{cls}"><tr>{th}</tr>{body}</table>'
 
 
-def render(reports: list[dict], link_to_day=lambda day: f"{day}/report.html") -> str:
+def render(reports: list[dict], link_to_day=lambda day: f"{day}/{PAGE}") -> str:
     import plotly.io as pio
-    from tasks.monitor import drift_in_words
     if not reports:
         charts = "<p>No monitored days yet: the daily DAG writes one report per scored day.</p>"
     else:
@@ -206,5 +204,5 @@ def build(root: Path, out: Path) -> dict:
     """Rebuild the dashboard at `out` from every report under `root` (atomic replace)."""
     reports = load_reports(root)
     rel = os.path.relpath(Path(root), Path(out).parent)
-    atomic_write_text(out, render(reports, lambda day: f"{day}/report.html" if rel == "." else f"{rel}/{day}/report.html"))
+    atomic_write_text(out, render(reports, lambda day: f"{day}/{PAGE}" if rel == "." else f"{rel}/{day}/{PAGE}"))
     return {"dashboard": str(out), "days": len(reports), "spikes": sum(len(r.get("spikes", [])) for r in reports)}

@@ -30,10 +30,9 @@ from tasks import env
 from tasks.contract import (MANIFEST, MARKER, ContractError, Manifest, open_regular, read_manifest,
                             read_manifest_with_digest, valid_drop_id)
 from tasks.fsutil import atomic_dir, atomic_write_json
-from tasks.rundir import SCHEMA
+from tasks.layout import DROPS, SCHEMA
 
 log = logging.getLogger(__name__)
-DROPS = "drops"
 
 
 def _copy_verified(src: Path, dst: Path, sha256: str | None) -> None:

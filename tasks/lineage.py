@@ -21,10 +21,10 @@ import logging
 from pathlib import Path
 
 from tasks import contract as c
-from tasks.rundir import RunDir
+from tasks.layout import DROPS
+from tasks.rundir import LINEAGE, RunDir
 
 log = logging.getLogger(__name__)
-DROPS = "drops"
 
 
 def _md5(path: Path) -> str:
@@ -79,7 +79,7 @@ def checkout(run: Path, dataset: Path, out: Path) -> dict:
     from tasks.fsutil import atomic_dir
     data = RunDir(run).lineage().get("data") or {}
     if not data.get("dvc_md5"):
-        raise ValueError(f"{Path(run) / 'lineage.json'}: no DVC version recorded for this model")
+        raise ValueError(f"{Path(run) / LINEAGE}: no DVC version recorded for this model")
     repo = Repo(str(dataset))
     try:
         odb = repo.cache.local

@@ -39,9 +39,9 @@ from tasks import env, tracking
 from tasks.detect import DAILY, robust_z, trust
 from tasks.contract import IMG, TXT, open_drop, read_rows
 from tasks.fsutil import atomic_dir, atomic_write_json, atomic_write_text
+from tasks.monitoring import CHART, PAGE, REPORT, STATS, day_dir, drift_in_words
 
 log = logging.getLogger(__name__)
-REPORT, STATS, CHART, PAGE = "report.json", "input_stats.npz", "volumes.png", "report.html"
 CHUNK = 65536
 STATS_CHUNK = 8192
 
@@ -91,7 +91,7 @@ def history(root: Path, day: dt.date, window: int) -> list[dict]:
     found = []
     for back in range(window, 0, -1):
         d = day - dt.timedelta(days=back)
-        rep = Path(root) / d.isoformat() / REPORT
+        rep = day_dir(root, d) / REPORT
         if not rep.exists():
             continue
         r = json.loads(rep.read_text())
@@ -179,20 +179,6 @@ def chart(report: dict, past: list[dict], path: Path, top: int = 6) -> None:
     plt.close(fig)
 
 
-MODALITY = {"img": "Image embeddings", "txt": "Text embeddings", "predictions": "Predicted topic mix"}
-
-
-def drift_in_words(drift: dict) -> list[str]:
-    """One sentence per drift check, e.g. 'Text embeddings: DRIFT, mean shift 0.31 (limit 0.05)'."""
-    out = []
-    for m, v in drift.items():
-        what, value = ("PSI", v["psi"]) if "psi" in v else ("mean shift", v["mean_shift"])
-        verdict = "DRIFT" if v["flagged"] else "no drift"
-        noise = f", sampling noise alone ~{v['noise']}" if "noise" in v else ""
-        out.append(f"{MODALITY.get(m, m)}: {verdict}, {what} {value} (limit {v['threshold']}{noise})")
-    return out
-
-
 def page(report: dict, dashboard_link: str | None = None) -> str:
     rows = "".join(f"<tr{' class=spike' if t.get('spike') else ''}><td>{html.escape(t['topic'])}</td>"
                    f"<td>{t['count']}</td><td>{t['share']:.2%}</td><td>{t.get('median_share', float('nan')):.2%}</td>"
@@ -243,12 +229,12 @@ def monitor(predictions: Path, day: dt.date, root: Path, *, drop: Path | None = 
     stats = input_stats(drop) if drop is not None else None
     past = history(root, day, window)
     report = analyse(day, pred, stats, past, **thresholds)
-    with atomic_dir(Path(root) / day.isoformat()) as tmp:
+    with atomic_dir(day_dir(root, day)) as tmp:
         atomic_write_json(tmp / REPORT, report)
         if stats is not None:
             np.savez(tmp / STATS, **stats)
         chart(report, past, tmp / CHART)
-        link = os.path.relpath(dashboard, Path(root) / day.isoformat()) if dashboard else None
+        link = os.path.relpath(dashboard, day_dir(root, day)) if dashboard else None
         atomic_write_text(tmp / PAGE, page(report, link))
         with tracking.run(tracking_uri, run_name=f"monitor-{day.isoformat()}", experiment="social-tone-monitoring") as active:
             tracking.log_metrics(active, {"rows": report["rows"], "spikes": len(report["spikes"]),

@@ -30,6 +30,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from tasks import layout
 from tasks.errors import CheckFailed
 from tasks.fsutil import atomic_write_bytes, atomic_write_json
 
@@ -40,7 +41,7 @@ ONNX, PARITY_REPORT, MLFLOW_MODEL = "model.onnx", "onnx_parity.json", "mlflow_mo
 PLAN, TENSORRT_REPORT = "model.plan", "tensorrt.json"
 METRICS, BLESSING, MODEL_CARD = "metrics.json", "blessing.json", "model_card.md"  # in the evaluation directory
 MODEL_DIR, EVAL_DIR, VALIDATION, PUBLISHED = "model", "eval", "validation.json", "published.json"
-SCHEMA = "schema.json"  # the dataset's (<dataset>/schema.json, tasks/ingest.py), and its copy in a run
+SCHEMA = layout.SCHEMA  # the dataset's (tasks/layout.py), and its copy in a run
 
 
 @dataclasses.dataclass(frozen=True)

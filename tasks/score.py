@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
+from tasks import rundir
 from tasks.contract import IDS, IMG, TIMESTAMPS, TXT, Drop, open_drop, read_rows
 from tasks.fsutil import ordinary_mode
 from tasks.topics import decide
@@ -41,8 +42,8 @@ class OnnxScorer:
         model_dir = Path(model_dir)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(model_dir / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-        t = json.loads((model_dir / "thresholds.json").read_text())
+        self.session = ort.InferenceSession(str(model_dir / rundir.ONNX), opts, providers=["CPUExecutionProvider"])
+        t = json.loads((model_dir / rundir.THRESHOLDS).read_text())
         self.names, self.thresholds = t["label_names"], np.asarray(t["thresholds"], dtype=np.float32)
         self.version = model_dir.name
 

@@ -24,6 +24,9 @@ from tasks.rundir import ONNX, PLAN, TENSORRT_REPORT, RunDir
 
 BACKENDS = ("python", "onnxruntime", "tensorrt_plan")
 PYTHON_MODEL = Path(__file__).with_name("python_model.py")
+# A version dir <repo>/<model>/<N>/ keeps the run's file names (tasks/rundir.py), so that
+# `tasks score --onnx-dir` reads either; the Python backend's model and the label file are Triton's.
+PY_MODEL_FILE, LABELS = "model.py", "labels.txt"
 # The largest request and the largest dynamic batch. Not higher on CPU: with a larger cap the
 # batcher stacks two 1024-row requests onto one instance while the other idles (-25% rows/s
 # at batch 1024, docs/benchmarks.md). Clients split bigger arrays (TritonClient.infer).
@@ -144,7 +147,7 @@ def render_config(name: str, backend: str, img_dim: int, txt_dim: int, n_labels:
              f'  {{ name: "img_emb" data_type: TYPE_FP32 dims: [ {img_dim} ] }},',
              f'  {{ name: "txt_emb" data_type: TYPE_FP32 dims: [ {txt_dim} ] }}',
              "]",
-             f'output [ {{ name: "logits" data_type: TYPE_FP32 dims: [ {n_labels} ] label_filename: "labels.txt" }} ]',
+             f'output [ {{ name: "logits" data_type: TYPE_FP32 dims: [ {n_labels} ] label_filename: "{LABELS}" }} ]',
              # On CPU the instances are the parallelism: never hold a request back to grow a
              # batch, merge only what queued while all instances were busy (500 us cost 20-25%
              # rows/s at batch 1 and 64). A GPU gains from waiting a little for a bigger batch.
@@ -238,7 +241,7 @@ def restore_config(repo: Path, model: str, version: int) -> bool:
 def thresholds(repo: Path, model: str, version: int | str) -> dict:
     """The thresholds.json a version was published with (also after it was rejected)."""
     for base in (Path(repo) / model, rejected_dir(repo, model)):
-        p = base / str(version) / "thresholds.json"
+        p = base / str(version) / rundir.THRESHOLDS
         if p.is_file():
             return json.loads(p.read_text())
     raise FileNotFoundError(f"{Path(repo) / model / str(version)}: no thresholds.json for version {version}")
@@ -272,13 +275,13 @@ def publish(run_dir: Path, repo: Path, model: str = MODEL_NAME, backend: str = D
     with publishing(repo):  # two runs publishing at once (a drop and retrain-now) get distinct versions
         version = next_version(repo, model)
         with atomic_dir(model_dir / str(version), replace=False) as tmp:
-            shutil.copyfile(model_file, tmp / ("model.plan" if backend == "tensorrt_plan" else "model.onnx"))
-            shutil.copyfile(run_dir / rundir.THRESHOLDS, tmp / "thresholds.json")
+            shutil.copyfile(model_file, tmp / (PLAN if backend == "tensorrt_plan" else ONNX))
+            shutil.copyfile(run_dir / rundir.THRESHOLDS, tmp / rundir.THRESHOLDS)
             if backend == "python":
-                shutil.copyfile(PYTHON_MODEL, tmp / "model.py")
+                shutil.copyfile(PYTHON_MODEL, tmp / PY_MODEL_FILE)
             (tmp / CONFIG).write_text(config)
             (tmp / SERVING).write_text(json.dumps(record, indent=2) + "\n")
-        atomic_write_text(model_dir / "labels.txt", "\n".join(thr["label_names"]) + "\n")
+        atomic_write_text(model_dir / LABELS, "\n".join(thr["label_names"]) + "\n")
         atomic_write_text(model_dir / CONFIG, config)
         prune(repo, model, keep)
     RunDir(run_dir).add_lineage(triton={"model": model, "version": version, "backend": backend, "repo": str(repo)})
