@@ -21,6 +21,7 @@ from include import docker_task, settings
 from include.day_sensor import DaySensor
 from include.notify import RunFailed
 from tasks import layout as drop_layout, monitoring as layout  # stdlib only
+from tasks.commands import argv  # stdlib only: the commands' declarations
 
 S = settings.load()
 DAY = "{{ ds }}"
@@ -48,16 +49,15 @@ def warcov_daily_scoring():
     wait = DaySensor(task_id="wait_for_day", filepath=f"{DROP}/{drop_layout.MARKER}", fs_conn_id=S.fs_conn_id,
                      deferrable=S.deferrable, poke_interval=max(S.poke_interval, 1), retries=3,
                      retry_delay=pendulum.duration(seconds=15), grace=pendulum.duration(seconds=S.scoring_grace_seconds))
-    validate = docker_task.task(S, "validate", ["validate", DROP, "--kind", "unlabeled",
-                                                "--report", str(layout.validation_report(S.monitoring, DAY))],
+    validate = docker_task.task(S, "validate", argv("validate", DROP, kind="unlabeled",
+                                                    report=layout.validation_report(S.monitoring, DAY)),
                                 writes=[S.monitoring], network=False, retries=0)
-    score = docker_task.task(S, "score", ["score", DROP, "--out", PREDICTIONS, "--url", S.triton_grpc,
-                                          "--repo", str(S.triton_repo), "--model", S.model_name,
-                                          "--batch", "{{ params.batch }}"], writes=[S.predictions])
-    monitor = docker_task.task(S, "monitor", [
-        "monitor", "--predictions", PREDICTIONS, "--day", DAY, "--root", str(S.monitoring), "--drop", DROP,
-        "--window", "{{ params.window }}", "--z", "{{ params.z }}", "--min-count", "{{ params.min_count }}",
-        "--dashboard", str(S.dashboard)],
+    score = docker_task.task(S, "score", argv("score", DROP, out=PREDICTIONS, url=S.triton_grpc, repo=S.triton_repo,
+                                              model=S.model_name, batch="{{ params.batch }}"),
+                             writes=[S.predictions])
+    monitor = docker_task.task(S, "monitor", argv(
+        "monitor", predictions=PREDICTIONS, day=DAY, root=S.monitoring, drop=DROP, window="{{ params.window }}",
+        z="{{ params.z }}", min_count="{{ params.min_count }}", dashboard=S.dashboard),
         writes=[S.monitoring, S.mlflow_dir], alerts=True, depends_on_past=True)
     # score only once a model serves: promote writes the pointer after the version passed its
     # canary (the demo's first days wait here for its first model instead of failing in score)

@@ -14,6 +14,7 @@ from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import dag, task
 
 from include import docker_task, drops, settings, training
+from tasks.commands import argv  # stdlib only: the commands' declarations
 
 S = settings.load()
 
@@ -42,8 +43,8 @@ def warcov_retrain():
 
     claimed = claim()
     # validation of untrusted input sees the drop (processing/ holds it alone) and its run dir
-    validate = docker_task.task(S, "validate", ["validate", claimed["drop"], "--kind", "labeled", "--report",
-                                                claimed["report"], "--schema", claimed["schema"], "--no-fail"],
+    validate = docker_task.task(S, "validate", argv("validate", claimed["drop"], kind="labeled",
+                                                    report=claimed["report"], schema=claimed["schema"], no_fail=True),
                                 reads=[S.processing], writes=[S.runs], network=False)
 
     @task.branch
@@ -54,8 +55,8 @@ def warcov_retrain():
     def quarantine(claimed: dict) -> str:
         return drops.quarantine(S, claimed)
 
-    ingest = docker_task.task(S, "ingest", ["ingest", claimed["drop"], "--validated", claimed["report"],
-                                            "--dataset", str(S.dataset), "--remote", str(S.dvc_remote)],
+    ingest = docker_task.task(S, "ingest", argv("ingest", claimed["drop"], validated=claimed["report"],
+                                                dataset=S.dataset, remote=S.dvc_remote),
                               writes=[S.dataset, S.dvc_remote], network=False, retries=1)
     step = training.steps(S, claimed)
 

@@ -19,9 +19,9 @@ from docker.types import DeviceRequest, Mount, Ulimit
 
 from include.settings import Settings, hand_over
 from tasks import env
+from tasks.errors import EXIT_SKIPPED  # noqa: F401  "does not apply" (no GPU, not blessed) -> Airflow skip
 from tasks.rundir import RunDir
 
-EXIT_SKIPPED = 5  # tasks/cli.py: "does not apply" (no GPU, not blessed) -> Airflow skip
 RETRY_DELAY = dt.timedelta(seconds=30)
 TI_LABEL = "social-tone.task-instance"  # dag/task/run[/map index] of the container's task instance
 

@@ -17,6 +17,7 @@ from airflow.sdk import Asset, Param, TaskGroup
 from include import docker_task
 from include.settings import Settings
 from tasks import layout  # stdlib only
+from tasks.commands import argv  # stdlib only: the commands' declarations
 from tasks.recipe import KNOBS
 
 CHAMPION = Asset(name="social_tone_champion", uri="file:///social-tone/champion")
@@ -52,38 +53,38 @@ def steps(s: Settings, paths) -> dict:
     """The steps, wired in order; returns them by task id (the caller wires what comes before
     train and after evaluate/promote). `paths`: XComArg of a dict from RunPaths.as_dict()."""
     data = str(layout.dataset_drops(s.dataset))
-    recipe = [a for k in KNOBS if k.form for a in (k.flag, x(f"params.{k.name}"))]
+    recipe = {k.flag[2:].replace("-", "_"): x(f"params.{k.name}") for k in KNOBS if k.form}
     with TaskGroup("model", prefix_group_id=False, tooltip="train, evaluate against champion + baseline, gate"):
-        train = docker_task.task(s, "train", ["train", "--data", data, "--out", paths["run"],
-                                              "--run-name", paths["key"], *recipe],
+        train = docker_task.task(s, "train", argv("train", data=data, out=paths["run"], run_name=paths["key"],
+                                                  **recipe),
                                  writes=[s.runs, s.mlflow_dir], retries=1)
-        evaluate = docker_task.task(s, "evaluate", [
-            "evaluate", "--run", paths["run"], "--data", data, "--out", paths["eval"],
-            "--champion-pointer", str(s.champion_pointer)], writes=[s.runs, s.mlflow_dir], retries=1)
-        gate = docker_task.task(s, "gate", [
-            "gate", "--metrics", paths["metrics"], "--tolerance", x("params.gate_tolerance"),
-            "--floor", x("params.gate_floor"), "--force", x("params.force_promote")],
+        evaluate = docker_task.task(s, "evaluate", argv(
+            "evaluate", run=paths["run"], data=data, out=paths["eval"], champion_pointer=s.champion_pointer),
+            writes=[s.runs, s.mlflow_dir], retries=1)
+        gate = docker_task.task(s, "gate", argv(
+            "gate", metrics=paths["metrics"], tolerance=x("params.gate_tolerance"), floor=x("params.gate_floor"),
+            force=x("params.force_promote")),
             writes=[s.runs], network=False, skip_on_exit_code=docker_task.EXIT_SKIPPED)
     with TaskGroup("serving", prefix_group_id=False, tooltip="ONNX, TensorRT, Triton hot reload + canary, promote"):
-        export = docker_task.task(s, "export_onnx", ["export-onnx", "--run", paths["run"]],
+        export = docker_task.task(s, "export_onnx", argv("export-onnx", run=paths["run"]),
                                   writes=[s.runs, s.mlflow_dir])
-        tensorrt = docker_task.task(s, "convert_tensorrt", [
-            "convert-tensorrt", "--run", paths["run"],
-            "--skip", x("params.skip_tensorrt"), "--fp16", x("params.tensorrt_fp16"), "--require-gpu", str(s.gpu)],
+        tensorrt = docker_task.task(s, "convert_tensorrt", argv(
+            "convert-tensorrt", run=paths["run"], skip=x("params.skip_tensorrt"), fp16=x("params.tensorrt_fp16"),
+            require_gpu=s.gpu),
             writes=[s.runs], network=False, gpu=True, skip_on_exit_code=docker_task.EXIT_SKIPPED)
         # the model export wrote (not the claim's XCom: with the claim as a direct upstream, this
         # trigger rule would also fire on the quarantine path); the record goes to RunPaths' place
-        publish = docker_task.task(s, "publish", [
-            "publish", "--run", export.output["run"], "--repo", str(s.triton_repo), "--model", s.model_name,
-            "--backend", s.triton_backend, "--gpu", str(s.gpu)],
+        publish = docker_task.task(s, "publish", argv(
+            "publish", run=export.output["run"], repo=s.triton_repo, model=s.model_name, backend=s.triton_backend,
+            gpu=s.gpu),
             writes=[s.runs, s.triton_repo], network=False, trigger_rule="none_failed_min_one_success")
-        reload = docker_task.task(s, "reload", [
-            "reload", "--run", paths["run"], "--repo", str(s.triton_repo), "--model", s.model_name,
-            "--url", s.triton_grpc, "--expect-version-file", paths["published"]],
+        reload = docker_task.task(s, "reload", argv(
+            "reload", run=paths["run"], repo=s.triton_repo, model=s.model_name, url=s.triton_grpc,
+            expect_version_file=paths["published"]),
             writes=[s.triton_repo], triton_admin=True, retries=2)
-        promote = docker_task.task(s, "promote", [
-            "promote", "--run", paths["run"], "--pointer", str(s.champion_pointer),
-            "--version-file", paths["published"], "--metrics", paths["metrics"]],
+        promote = docker_task.task(s, "promote", argv(
+            "promote", run=paths["run"], pointer=s.champion_pointer, version_file=paths["published"],
+            metrics=paths["metrics"]),
             writes=[s.runs, s.state, s.mlflow_dir], outlets=[CHAMPION], retries=1,
             lineage_extra=paths["run"])
     train >> evaluate >> gate >> export >> tensorrt >> publish >> reload >> promote

@@ -17,17 +17,9 @@ from pathlib import Path
 
 from tasks import env, rundir  # stdlib only: settings and the run directory's file names
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_SKIPPED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5, 6
+from tasks.errors import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, EXIT_SKIPPED,  # noqa: F401
+                          EXIT_UNAVAILABLE, EXIT_USAGE)
 log = logging.getLogger("tasks")
-
-
-def _flag(v: str) -> bool:
-    """--force / --force true / --force False: lets a DAG template pass a param straight through."""
-    if v.lower() in ("1", "true", "yes", "on"):
-        return True
-    if v.lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {v!r}")
 
 
 def _version(args, attr: str) -> int | None:
@@ -264,233 +256,28 @@ class BadInput(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tasks.parity import ATOL  # light: numpy only
-    from tasks.triton.repo import BACKENDS, DEFAULT_BACKEND, MAX_BATCH  # light: no ML imports
-    from tasks.gate import FLOOR, TOLERANCE
-    from tasks.recipe import BASELINE_ROWS, KNOBS
-    from tasks.detect import DAILY, SERIES_Z  # numpy only
-    model = env.get("SOCIAL_TONE_MODEL_NAME")
+    """The parser, derived from tasks/commands.py's declarations; each runs cmd_<name> here."""
+    from tasks.commands import COMMANDS, GROUPS
     p = argparse.ArgumentParser(prog="python -m tasks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("synth", help="write deterministic WarCov-like drops")
-    s.add_argument("--out", type=Path, required=True, help="drop dir (labeled) or root of day dirs (scoring)")
-    s.add_argument("--kind", choices=("labeled", "scoring"), default="labeled")
-    s.add_argument("--rows", type=int, default=70_252, help="rows (labeled) or rows per day (scoring)")
-    s.add_argument("--seed", type=int, default=42, help="seed for the posts")
-    s.add_argument("--world-seed", type=int, default=None, help="seed for the topics (default: 42 for scoring, "
-                                                                "--seed for labeled); keep it fixed across drops")
-    s.add_argument("--drop-id", default=None, help="default: the --out folder name")
-    s.add_argument("--id-start", type=int, default=0, help="first post number, so drops do not share ids")
-    s.add_argument("--days", type=int, default=7, help="scoring: number of days")
-    s.add_argument("--start", default="2026-01-01", help="scoring: first day (YYYY-MM-DD)")
-    s.set_defaults(func=cmd_synth)
-
-    s = sub.add_parser("import-warcov", help="convert the published WarCov files into a drop")
-    s.add_argument("--img", type=Path, required=True)
-    s.add_argument("--txt", type=Path, required=True)
-    s.add_argument("--y", type=Path, required=True)
-    s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--drop-id", default=None)
-    s.add_argument("--names", type=Path, default=None, help="text file, one label name per line")
-    s.add_argument("--align", choices=("strict", "truncate"), default="strict")
-    s.add_argument("--id-column", default=None, help="CSV column holding post ids (else row numbers)")
-    s.set_defaults(func=cmd_import_warcov)
-
-    s = sub.add_parser("validate", help="check a drop against its manifest (never modifies it)")
-    s.add_argument("drop", type=Path)
-    s.add_argument("--report", type=Path, default=None, help="write the JSON report here")
-    s.add_argument("--kind", choices=("labeled", "unlabeled"), default=None, help="require this kind")
-    s.add_argument("--no-fail", action="store_true", help="exit 0 on an invalid drop (the report says it)")
-    s.add_argument("--schema", type=Path, default=None, help="the dataset's schema.json: a labeled drop must match "
-                                                             "its dims and label names (absent: no check yet)")
-    s.set_defaults(func=cmd_validate)
-
-    s = sub.add_parser("train", help="train the fusion MLP; writes a run dir")
-    s.add_argument("--data", type=Path, nargs="+", required=True, help="drops or folders of drops")
-    s.add_argument("--out", type=Path, required=True, help="run dir to write (replaced atomically)")
-    s.add_argument("--config", type=Path, default=None, help="JSON of hyper-parameters (flags override it)")
-    for k in KNOBS:  # defaults live in tasks/recipe.py (None here: "not given", the config file may set it)
-        s.add_argument(k.flag, type=k.type, default=None, choices=k.choices, help=f"{k.help} (default {k.default})")
-    s.add_argument("--loader", choices=("tensor", "dataloader"), default=None)
-    s.add_argument("--fixed-threshold", action="store_true", help="no threshold tuning: 0.5 for every class")
-    s.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI; 'none' = off)")
-    s.add_argument("--run-name", default=None)
-    s.set_defaults(func=cmd_train)
-
-    s = sub.add_parser("evaluate", help="candidate vs champion vs baseline on the test split")
-    s.add_argument("--run", type=Path, required=True, help="candidate run dir")
-    s.add_argument("--data", type=Path, nargs="+", required=True)
-    s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--champion", type=Path, default=None, help="champion run dir, if any")
-    s.add_argument("--champion-pointer", type=Path, default=None, help="or: champion.json written by promote")
-    s.add_argument("--no-baseline", action="store_true")
-    s.add_argument("--baseline-rows", type=int, default=BASELINE_ROWS, help="LogReg baseline: fit on a seeded "
-                                                                            "sample of at most this many train rows")
-    s.add_argument("--tracking-uri", default=None)
-    s.set_defaults(func=cmd_evaluate)
-
-    s = sub.add_parser("export-onnx", help="export ONNX and check parity against PyTorch on the run's check rows")
-    s.add_argument("--run", type=Path, required=True)
-    s.add_argument("--out", type=Path, default=None, help="default: RUN/model.onnx")
-    s.add_argument("--opset", type=int, default=None, help="default: what serving reads (tasks/export_onnx.py OPSET)")
-    s.add_argument("--atol", type=float, default=ATOL[("onnx", "fp32")])
-    s.add_argument("--tracking-uri", default=None)
-    s.set_defaults(func=cmd_export_onnx)
-
-    s = sub.add_parser("ingest", help="add a validated drop to the DVC-versioned dataset")
-    s.add_argument("drop", type=Path)
-    s.add_argument("--dataset", type=Path, required=True, help="dataset root (drops land in DATASET/drops/)")
-    s.add_argument("--remote", type=Path, default=None, help="DVC remote dir to push to")
-    s.add_argument("--validated", type=Path, default=None, help="the validation report: ingest only the manifest "
-                                                                "it validated (sha256); without it the drop is "
-                                                                "validated first")
-    s.set_defaults(func=cmd_ingest)
-
-    s = sub.add_parser("gate", help="bless a candidate vs the champion (exit 5 = not blessed)")
-    s.add_argument("--metrics", type=Path, required=True, help="metrics.json from evaluate")
-    s.add_argument("--tolerance", type=float, default=TOLERANCE)
-    s.add_argument("--floor", type=float, default=FLOOR)
-    s.add_argument("--force", type=_flag, nargs="?", const=True, default=False)
-    s.set_defaults(func=cmd_gate)
-
-    s = sub.add_parser("promote", help="champion pointer + MLflow registry alias 'champion'")
-    s.add_argument("--run", type=Path, required=True)
-    s.add_argument("--pointer", type=Path, required=True, help="champion.json to write")
-    s.add_argument("--version", type=int, default=None, help="the Triton version now serving")
-    s.add_argument("--version-file", type=Path, default=None, help="... as recorded by publish --record")
-    s.add_argument("--metrics", type=Path, default=None)
-    s.add_argument("--registered-model", default=model, help="MLflow registry name (default: the model name)")
-    s.add_argument("--tracking-uri", default=None)
-    s.set_defaults(func=cmd_promote)
-
-    s = sub.add_parser("convert-tensorrt", help="TensorRT plan + parity vs ONNX Runtime (exit 5 = skipped: no GPU)")
-    s.add_argument("--run", type=Path, required=True)
-    s.add_argument("--onnx", type=Path, default=None, help="default: RUN/model.onnx")
-    s.add_argument("--out", type=Path, default=None, help="default: RUN/model.plan")
-    s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="= Triton's max_batch_size")
-    s.add_argument("--opt-batch", type=int, default=256)
-    s.add_argument("--fp16", type=_flag, nargs="?", const=True, default=False)
-    s.add_argument("--skip", type=_flag, nargs="?", const=True, default=False, help="skip (exit 5) on request")
-    s.add_argument("--require-gpu", type=_flag, nargs="?", const=True, default=False,
-                   help="no GPU here is a failure (exit 4), not a skip (SOCIAL_TONE_GPU=true)")
-    s.add_argument("--atol", type=float, default=None, help="default: tasks/parity.py's tolerance for the precision")
-    s.set_defaults(func=cmd_convert_tensorrt)
-
-    triton_url = env.get("SOCIAL_TONE_TRITON_GRPC")
-    s = sub.add_parser("publish", help="write the next version dir into a Triton model repository (atomic)")
-    s.add_argument("--run", type=Path, required=True, help="run dir (thresholds, model config)")
-    s.add_argument("--repo", type=Path, required=True)
-    s.add_argument("--model", default=model)
-    s.add_argument("--model-file", type=Path, default=None,
-                   help="default: RUN/model.onnx (RUN/model.plan for TensorRT; without one, the ONNX "
-                        "graph on the onnxruntime backend)")
-    s.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
-    s.add_argument("--keep", type=int, default=3)
-    s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="Triton's max_batch_size")
-    s.add_argument("--record", type=Path, default=None, help="also write the result JSON here (default: the run's "
-                                                              "published.json when RUN is a run's model dir)")
-    s.add_argument("--instances", type=int, default=2, help="model instances (2 x 1 ORT thread was fastest "
-                                                              "on 2 CPU cores: docs/benchmarks.md)")
-    s.add_argument("--gpu", type=_flag, nargs="?", const=True, default=False,
-                   help="onnxruntime backend: run the instances on the GPU (KIND_GPU)")
-    s.add_argument("--execution-env", default=None, help="python backend: env with numpy+onnxruntime "
-                                                          "(default: this interpreter's prefix)")
-    s.set_defaults(func=cmd_publish)
-
-    s = sub.add_parser("reload", help="hot-reload the newest version on Triton; canary; roll back on failure")
-    s.add_argument("--run", type=Path, required=True, help="run dir whose model.onnx is the canary reference")
-    s.add_argument("--repo", type=Path, required=True)
-    s.add_argument("--model", default=model)
-    s.add_argument("--url", default=triton_url, help="Triton gRPC address (default $SOCIAL_TONE_TRITON_GRPC)")
-    s.add_argument("--canary-rows", type=int, default=None, help="the first N of the run's check rows "
-                                                                  "(default: all, the rows ONNX parity used)")
-    s.add_argument("--atol", type=float, default=None, help="default: the tolerance the version was published "
-                                                            "with (per backend and precision)")
-    s.add_argument("--timeout", type=float, default=120)
-    s.add_argument("--retries", type=int, default=5, help="attempts while Triton is unreachable (backoff 1,2,4.. s)")
-    s.add_argument("--expect-version", type=int, default=None, help="fail unless this is the newest published version")
-    s.add_argument("--expect-version-file", type=Path, default=None, help="... as recorded by publish --record")
-    s.set_defaults(func=cmd_reload)
-
-    s = sub.add_parser("rollback", help="retire the serving version and serve the one before")
-    s.add_argument("--repo", type=Path, required=True)
-    s.add_argument("--model", default=model)
-    s.add_argument("--url", default=triton_url)
-    s.add_argument("--reason", default="manual rollback")
-    s.add_argument("--timeout", type=float, default=120)
-    s.set_defaults(func=cmd_rollback)
-
-    s = sub.add_parser("triton-prepare", help="before a Triton (re)start with --load-model: retire versions that "
-                                              "never passed a canary, restore the serving version's config")
-    s.add_argument("--repo", type=Path, required=True)
-    s.add_argument("--model", default=model)
-    s.set_defaults(func=cmd_triton_prepare)
-
-    s = sub.add_parser("score", help="score a drop through Triton (or --onnx-dir) into Parquet/CSV/JSON")
-    s.add_argument("drop", type=Path)
-    s.add_argument("--out", type=Path, required=True, help=".parquet, .csv or .jsonl")
-    s.add_argument("--url", default=triton_url)
-    s.add_argument("--model", default=model)
-    s.add_argument("--repo", type=Path, default=None, help="Triton's model repository (each version's thresholds)")
-    s.add_argument("--onnx-dir", type=Path, default=None, help="in-process ONNX Runtime on this run/version dir")
-    s.add_argument("--batch", type=int, default=1024, help="rows per request")
-    s.add_argument("--inflight", type=int, default=4, help="requests in flight")
-    s.set_defaults(func=cmd_score)
-
-    s = sub.add_parser("monitor", help="topic spikes and drift for one day -> ROOT/DAY/ report.json, png, html")
-    s.add_argument("--predictions", type=Path, required=True, help="the day's Parquet from tasks score")
-    s.add_argument("--day", required=True, help="YYYY-MM-DD")
-    s.add_argument("--root", type=Path, required=True, help="monitoring root (earlier days are read from here)")
-    s.add_argument("--drop", type=Path, default=None, help="the day's drop, for input drift")
-    s.add_argument("--window", type=int, default=DAILY.window, help="trailing days to compare with")
-    s.add_argument("--z", type=float, default=DAILY.z, help="robust z-score for a spike")
-    s.add_argument("--min-count", type=int, default=DAILY.min_count, help="minimum expected posts for a spike")
-    s.add_argument("--min-history", type=int, default=DAILY.min_history, help="earlier days needed before spikes are called")
-    s.add_argument("--drift", type=float, default=0.05, help="input mean-shift floor (in units of spread)")
-    s.add_argument("--psi", type=float, default=0.1, help="prediction-drift PSI threshold")
-    s.add_argument("--dashboard", type=Path, default=None, help="also rebuild the trends dashboard (HTML) here")
-    s.add_argument("--tracking-uri", default=None)
-    s.set_defaults(func=cmd_monitor)
-
-    s = sub.add_parser("detect", help="spikes in one volume series: NAB's timestamp,value CSV -> "
-                                      "timestamp,value,anomaly_score,alarm,z (tasks/detect.py)")
-    s.add_argument("--csv", type=Path, required=True, help="input: a header 'timestamp,value', then one row per point")
-    s.add_argument("--out", type=Path, required=True, help="output CSV (written atomically)")
-    s.add_argument("--z", type=float, default=SERIES_Z, help="robust z-score that raises an alarm "
-                   "(docs/benchmarks.md 'Spike alerts': what each z costs in false alarms)")
-    s.set_defaults(func=cmd_detect)
-
-    s = sub.add_parser("data", help="the DVC-versioned dataset: `data checkout` restores a model's training data")
-    data = s.add_subparsers(dest="data_command", required=True)
-    s = data.add_parser("checkout", help="restore exactly the drops a model was trained on (its lineage.json)")
-    s.add_argument("--run", type=Path, required=True, help="the model's run dir (RUN/lineage.json)")
-    s.add_argument("--dataset", type=Path, required=True, help="the DVC dataset root (holds .dvc/cache)")
-    s.add_argument("--out", type=Path, required=True, help="folder to restore the drops into (atomically)")
-    s.set_defaults(func=cmd_data_checkout)
-
-    s = sub.add_parser("dashboard", help="the trends dashboard over every monitored day -> one HTML file")
-    s.add_argument("--root", type=Path, required=True, help="monitoring root (ROOT/YYYY-MM-DD/report.json)")
-    s.add_argument("--out", type=Path, required=True, help="the HTML file to write")
-    s.set_defaults(func=cmd_dashboard)
-
-    s = sub.add_parser("serve", help="run the CPU tritonserver (nvidia-pytriton) in the foreground")
-    s.add_argument("--repo", type=Path, required=True)
-    s.add_argument("--workdir", type=Path, required=True, help="backends and the server log go here")
-    s.add_argument("--http-port", type=int, default=8000)
-    s.add_argument("--grpc-port", type=int, default=8001)
-    s.add_argument("--metrics-port", type=int, default=8002)
-    s.add_argument("--load", default=None, help="load this model at start: its last version that passed a "
-                                                "canary (newer, unverified versions are moved aside)")
-    s.add_argument("--bind", default="127.0.0.1", help="listen address (0.0.0.0 only inside a container network)")
-    s.set_defaults(func=cmd_serve)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for c in COMMANDS.values():
+        group, _, name = c.name.rpartition(" ")
+        if group and group not in groups:  # `data checkout`: a command of the `data` group
+            groups[group] = sub.add_parser(group, help=GROUPS[group]).add_subparsers(dest=f"{group}_command",
+                                                                                     required=True)
+        s = (groups[group] if group else sub).add_parser(name, help=c.help)
+        for a in c.args:
+            a.add_to(s)
+        s.set_defaults(func=globals()[c.handler])
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from tasks.commands import resolve
+    args = resolve(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from tasks.contract import ContractError

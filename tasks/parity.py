@@ -22,6 +22,7 @@ ATOL = {
     ("tensorrt_plan", "fp32"): 1e-3,   # TensorRT, fp32 kernels (no TF32)
     ("tensorrt_plan", "fp16"): 2e-2,   # TensorRT, FP16 kernels
 }
+ONNX_ATOL = ATOL[("onnx", "fp32")]  # export-onnx's default
 
 
 def tolerance(backend: str, precision: str = "fp32", gpu: bool = False) -> float:

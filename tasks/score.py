@@ -28,6 +28,7 @@ from tasks.fsutil import ordinary_mode
 from tasks.topics import decide
 
 log = logging.getLogger(__name__)
+BATCH = 1024  # rows per request (Triton's max_batch_size)
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "jsonl", ".jsonl": "jsonl"}
 
 # (img, txt) -> (probs float32 [B,K], labels bool [B,K], model version that answered)
@@ -157,7 +158,7 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
-def score(drop_path: Path, out: Path, scorer: ScoreFn, names: list[str], *, batch: int = 1024,
+def score(drop_path: Path, out: Path, scorer: ScoreFn, names: list[str], *, batch: int = BATCH,
           inflight: int = 4) -> dict:
     out = Path(out)
     fmt = FORMATS.get(out.suffix.lower())
