@@ -132,13 +132,13 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[
         tasks(code, "train", "--data", data, "--out", run, "--tracking-uri", "none", *flags)
         train_s = time.perf_counter() - t0
         baseline = recipe == "default"
-        r = tasks(REPO, "evaluate", "--run", run, "--data", data, "--out", work / f"{name}-{recipe}-eval",
+        r = tasks(REPO, "evaluate", "--model-dir", run, "--data", data, "--out", work / f"{name}-{recipe}-eval",
                   "--tracking-uri", "none", *([] if baseline else ["--no-baseline"]))
         m = json.loads((work / f"{name}-{recipe}-eval" / "metrics.json").read_text())["models"]
         summary = json.loads((run / "train_summary.json").read_text())
         exported = (run / "check_rows.npz").exists()  # (an older commit's run dir has no check rows)
         if exported:
-            tasks(REPO, "export-onnx", "--run", run, "--tracking-uri", "none")
+            tasks(REPO, "export-onnx", "--model-dir", run, "--tracking-uri", "none")
         rows.append({"set": name, "recipe": recipe, "macro_f1": m["candidate"]["macro_f1"],
                      "micro_f1": m["candidate"]["micro_f1"], "macro_pr_auc": m["candidate"]["macro_pr_auc"],
                      "train_s": train_s, "epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),

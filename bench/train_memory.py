@@ -70,7 +70,7 @@ def measure(drops: list[Path], code: Path, label: str, epochs: int, work: Path, 
         print(f"{label:8s} {len(drops):3d} drops | train {train['wall_s']:7.1f}s peak {train_mb:7.0f} MB, epochs "
               f"{', '.join(f'{s:.1f}' for s in row['epoch_s'])} s", flush=True)
         return row
-    ev, eval_mb = peak_rss_mb(["evaluate", "--run", str(run_dir), "--data", *map(str, drops), "--out", str(eval_dir),
+    ev, eval_mb = peak_rss_mb(["evaluate", "--model-dir", str(run_dir), "--data", *map(str, drops), "--out", str(eval_dir),
                                "--tracking-uri", "none"], code)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     row = {"code": label, "drops": len(drops), "rows": n_rows,

@@ -29,7 +29,7 @@ TI_LABEL = "social-tone.task-instance"  # dag/task/run[/map index] of the contai
 class TaskOperator(DockerOperator):
     """A DockerOperator that creates its read-write mount sources before the container starts
     (Docker refuses a bind mount whose source does not exist yet) and hands them to the
-    containers' user. Its XComs are the command's JSON result, one per key (`op.output["run"]`).
+    containers' user. Its XComs are the command's JSON result, one per key (`op.output["model_dir"]`).
     With `lineage_extra` (a model dir), its outlets' asset events carry that model's
     lineage.json as their extra."""
 

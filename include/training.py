@@ -55,38 +55,38 @@ def steps(s: Settings, paths) -> dict:
     data = str(layout.dataset_drops(s.dataset))
     recipe = {k.flag[2:].replace("-", "_"): x(f"params.{k.name}") for k in KNOBS if k.form}
     with TaskGroup("model", prefix_group_id=False, tooltip="train, evaluate against champion + baseline, gate"):
-        train = docker_task.task(s, "train", argv("train", data=data, out=paths["run"], run_name=paths["key"],
+        train = docker_task.task(s, "train", argv("train", data=data, out=paths["model_dir"], run_name=paths["key"],
                                                   **recipe),
                                  writes=[s.runs, s.mlflow_dir], retries=1)
         evaluate = docker_task.task(s, "evaluate", argv(
-            "evaluate", run=paths["run"], data=data, out=paths["eval"], champion_pointer=s.champion_pointer),
+            "evaluate", model_dir=paths["model_dir"], data=data, out=paths["eval"], champion_pointer=s.champion_pointer),
             writes=[s.runs, s.mlflow_dir], retries=1)
         gate = docker_task.task(s, "gate", argv(
             "gate", metrics=paths["metrics"], tolerance=x("params.gate_tolerance"), floor=x("params.gate_floor"),
             force=x("params.force_promote")),
             writes=[s.runs], network=False, skip_on_exit_code=docker_task.EXIT_SKIPPED)
     with TaskGroup("serving", prefix_group_id=False, tooltip="ONNX, TensorRT, Triton hot reload + canary, promote"):
-        export = docker_task.task(s, "export_onnx", argv("export-onnx", run=paths["run"]),
+        export = docker_task.task(s, "export_onnx", argv("export-onnx", model_dir=paths["model_dir"]),
                                   writes=[s.runs, s.mlflow_dir])
         tensorrt = docker_task.task(s, "convert_tensorrt", argv(
-            "convert-tensorrt", run=paths["run"], skip=x("params.skip_tensorrt"), fp16=x("params.tensorrt_fp16"),
+            "convert-tensorrt", model_dir=paths["model_dir"], skip=x("params.skip_tensorrt"), fp16=x("params.tensorrt_fp16"),
             require_gpu=s.gpu),
             writes=[s.runs], network=False, gpu=True, skip_on_exit_code=docker_task.EXIT_SKIPPED)
         # the model export wrote (not the claim's XCom: with the claim as a direct upstream, this
         # trigger rule would also fire on the quarantine path); the record goes to RunPaths' place
         publish = docker_task.task(s, "publish", argv(
-            "publish", run=export.output["run"], repo=s.triton_repo, model=s.model_name, backend=s.triton_backend,
+            "publish", model_dir=export.output["model_dir"], repo=s.triton_repo, model=s.model_name, backend=s.triton_backend,
             gpu=s.gpu),
             writes=[s.runs, s.triton_repo], network=False, trigger_rule="none_failed_min_one_success")
         reload = docker_task.task(s, "reload", argv(
-            "reload", run=paths["run"], repo=s.triton_repo, model=s.model_name, url=s.triton_grpc,
+            "reload", model_dir=paths["model_dir"], repo=s.triton_repo, model=s.model_name, url=s.triton_grpc,
             expect_version_file=paths["published"]),
             writes=[s.triton_repo], triton_admin=True, retries=2)
         promote = docker_task.task(s, "promote", argv(
-            "promote", run=paths["run"], pointer=s.champion_pointer, version_file=paths["published"],
+            "promote", model_dir=paths["model_dir"], pointer=s.champion_pointer, version_file=paths["published"],
             metrics=paths["metrics"]),
             writes=[s.runs, s.state, s.mlflow_dir], outlets=[CHAMPION], retries=1,
-            lineage_extra=paths["run"])
+            lineage_extra=paths["model_dir"])
     train >> evaluate >> gate >> export >> tensorrt >> publish >> reload >> promote
     export >> publish  # publish runs when TensorRT is skipped (no GPU), not when export was
     return {t.task_id: t for t in (train, evaluate, gate, export, tensorrt, publish, reload, promote)}

@@ -48,19 +48,19 @@ task "$TASK_IMAGE" synth --kind scoring --out "$WORK/days" --rows 20000 --days 1
 for run in run run2; do  # two runs with different seeds: two different models
   seed=$([ "$run" = run ] && echo 1 || echo 2)
   task "$TASK_IMAGE" train --data "$WORK/d" --out "$WORK/$run" --epochs 3 --seed "$seed" --tracking-uri none >/dev/null
-  task "$TASK_IMAGE" export-onnx --run "$WORK/$run" --tracking-uri none >/dev/null
+  task "$TASK_IMAGE" export-onnx --model-dir "$WORK/$run" --tracking-uri none >/dev/null
 done
 cp -r "$WORK/run" "$WORK/run16"
 
 step "TensorRT plans: FP32 and FP16, parity vs ONNX Runtime on 1000 real rows"
-task "$TRT_IMAGE" convert-tensorrt --run "$WORK/run" | tail -1
-task "$TRT_IMAGE" convert-tensorrt --run "$WORK/run16" --fp16 | tail -1
-task "$TRT_IMAGE" convert-tensorrt --run "$WORK/run2" | tail -1
+task "$TRT_IMAGE" convert-tensorrt --model-dir "$WORK/run" | tail -1
+task "$TRT_IMAGE" convert-tensorrt --model-dir "$WORK/run16" --fp16 | tail -1
+task "$TRT_IMAGE" convert-tensorrt --model-dir "$WORK/run2" | tail -1
 
 step "publish: tensorrt_plan (fp32, fp16) and onnxruntime on KIND_GPU"
-task "$TASK_IMAGE" publish --run "$WORK/run" --repo "$WORK/repo" --model st_trt --backend tensorrt_plan | tail -1
-task "$TASK_IMAGE" publish --run "$WORK/run16" --repo "$WORK/repo" --model st_trt16 --backend tensorrt_plan | tail -1
-task "$TASK_IMAGE" publish --run "$WORK/run" --repo "$WORK/repo" --model st_ort --backend onnxruntime --gpu | tail -1
+task "$TASK_IMAGE" publish --model-dir "$WORK/run" --repo "$WORK/repo" --model st_trt --backend tensorrt_plan | tail -1
+task "$TASK_IMAGE" publish --model-dir "$WORK/run16" --repo "$WORK/repo" --model st_trt16 --backend tensorrt_plan | tail -1
+task "$TASK_IMAGE" publish --model-dir "$WORK/run" --repo "$WORK/repo" --model st_ort --backend onnxruntime --gpu | tail -1
 
 step "NGC Triton on 127.0.0.1:$GRPC_PORT"
 docker run -d --name "$TRITON" --gpus all --network host -v "$WORK/repo:$WORK/repo:ro" "$TRITON_IMAGE" \
@@ -77,7 +77,7 @@ step "load + canary at each version's tolerance, then score a day through each b
 declare -A RUN=([st_trt]=run [st_trt16]=run16 [st_ort]=run)
 export SOCIAL_TONE_TRITON_ADMIN_SECRET=$SECRET  # passed (by name) to the task containers below
 for model in st_trt st_trt16 st_ort; do
-  task "$TASK_IMAGE" reload --run "$WORK/${RUN[$model]}" --repo "$WORK/repo" --model "$model" \
+  task "$TASK_IMAGE" reload --model-dir "$WORK/${RUN[$model]}" --repo "$WORK/repo" --model "$model" \
     --url "127.0.0.1:$GRPC_PORT" | tail -1
   task "$TASK_IMAGE" score "$WORK/days/2026-01-01" --out "$WORK/pred-$model.parquet" --url "127.0.0.1:$GRPC_PORT" \
     --repo "$WORK/repo" --model "$model" | tail -1
@@ -85,8 +85,8 @@ done
 task "$TASK_IMAGE" score "$WORK/days/2026-01-01" --out "$WORK/pred-cpu.parquet" --onnx-dir "$WORK/run" | tail -1
 
 step "hot reload: version 2 of st_trt (another run's plan) replaces version 1"
-task "$TASK_IMAGE" publish --run "$WORK/run2" --repo "$WORK/repo" --model st_trt --backend tensorrt_plan | tail -1
-task "$TASK_IMAGE" reload --run "$WORK/run2" --repo "$WORK/repo" --model st_trt --url "127.0.0.1:$GRPC_PORT" \
+task "$TASK_IMAGE" publish --model-dir "$WORK/run2" --repo "$WORK/repo" --model st_trt --backend tensorrt_plan | tail -1
+task "$TASK_IMAGE" reload --model-dir "$WORK/run2" --repo "$WORK/repo" --model st_trt --url "127.0.0.1:$GRPC_PORT" \
   --expect-version 2 | tail -1
 
 step "agreement with in-process ONNX Runtime on the CPU"

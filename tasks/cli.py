@@ -77,7 +77,7 @@ def cmd_train(args) -> dict:
                                                    "tune_thresholds": False if args.fixed_threshold else None})
     cfg = train.TrainConfig.from_overrides(overrides)
     s = train.train(args.data, args.out, cfg, tracking_uri=_tracking(args), run_name=args.run_name)
-    return {"run": str(args.out), "mlflow_run_id": s["mlflow_run_id"], "val_macro_f1": s["val_macro_f1_tuned"],
+    return {"model_dir": str(args.out), "mlflow_run_id": s["mlflow_run_id"], "val_macro_f1": s["val_macro_f1_tuned"],
             "best_epoch": s["best_epoch"], "seconds": round(s["seconds"], 1)}
 
 
@@ -88,7 +88,7 @@ def cmd_evaluate(args) -> dict:
         from tasks.promote import read_pointer
         pointer = read_pointer(args.champion_pointer)
         champion = Path(pointer["run"]) if pointer else None
-    r = evaluate.evaluate(args.run, args.data, args.out, champion=champion, with_baseline=not args.no_baseline,
+    r = evaluate.evaluate(args.model_dir, args.data, args.out, champion=champion, with_baseline=not args.no_baseline,
                           tracking_uri=_tracking(args), baseline_rows=args.baseline_rows)
     return {"metrics": str(Path(args.out) / rundir.METRICS),
             **{f"{k}_macro_f1": round(m["macro_f1"], 4) for k, m in r["models"].items()}}
@@ -96,9 +96,9 @@ def cmd_evaluate(args) -> dict:
 
 def cmd_export_onnx(args) -> dict:
     from tasks import export_onnx
-    r = export_onnx.export_onnx(args.run, args.out, opset=args.opset or export_onnx.OPSET, atol=args.atol,
+    r = export_onnx.export_onnx(args.model_dir, args.out, opset=args.opset or export_onnx.OPSET, atol=args.atol,
                                 tracking_uri=_tracking(args))
-    return {"run": str(args.run), "onnx": r["onnx"], "parity_max_abs_diff": r["max_abs_diff"],
+    return {"model_dir": str(args.model_dir), "onnx": r["onnx"], "parity_max_abs_diff": r["max_abs_diff"],
             "parity_rows": r["rows"]}
 
 
@@ -129,7 +129,7 @@ def cmd_gate(args) -> dict:
 
 def cmd_promote(args) -> dict:
     from tasks import promote
-    return promote.promote(args.run, args.pointer, version=_version(args, "version"),
+    return promote.promote(args.model_dir, args.pointer, version=_version(args, "version"),
                            registered_model=args.registered_model, tracking_uri=_tracking(args),
                            metrics_json=args.metrics)
 
@@ -139,22 +139,22 @@ def cmd_convert_tensorrt(args) -> dict:
     if args.skip:
         from tasks.errors import Skipped
         raise Skipped("skipped on request (--skip)")
-    return ct.convert(args.run, onnx_path=args.onnx, out=args.out, max_batch=args.max_batch, opt_batch=args.opt_batch,
+    return ct.convert(args.model_dir, onnx_path=args.onnx, out=args.out, max_batch=args.max_batch, opt_batch=args.opt_batch,
                       fp16=args.fp16, atol=args.atol, require=args.require_gpu)
 
 
 def cmd_publish(args) -> dict:
     from tasks.triton import repo as trepo
-    blessing = rundir.require_blessed(args.run)  # before anything is written
+    blessing = rundir.require_blessed(args.model_dir)  # before anything is written
     exec_env = args.execution_env or env.get("SOCIAL_TONE_TRITON_EXECUTION_ENV") or \
         (sys.prefix if args.backend == "python" else None)
-    r = trepo.publish(args.run, args.repo, args.model, args.backend, model_file=args.model_file, keep=args.keep,
+    r = trepo.publish(args.model_dir, args.repo, args.model, args.backend, model_file=args.model_file, keep=args.keep,
                       max_batch_size=args.max_batch, execution_env=exec_env, instances=args.instances, gpu=args.gpu)
     if "fallback" in r:
         log.warning("%s", r["fallback"])
     result = {"model": args.model, **r, "repo": str(args.repo),
               **({"forced": blessing["forced"] and not blessing["passed"]} if blessing else {})}
-    record = args.record or rundir.RunPaths.published_of(args.run)
+    record = args.record or rundir.RunPaths.published_of(args.model_dir)
     if record:
         from tasks.fsutil import atomic_write_json
         atomic_write_json(record, result)
@@ -164,7 +164,7 @@ def cmd_publish(args) -> dict:
 
 def cmd_reload(args) -> dict:
     from tasks.triton import reload
-    return reload.reload(args.repo, args.model, url=args.url, run_dir=args.run, n_canary=args.canary_rows,
+    return reload.reload(args.repo, args.model, url=args.url, run_dir=args.model_dir, n_canary=args.canary_rows,
                          atol=args.atol, timeout=args.timeout, retries=args.retries,
                          expect_version=_version(args, "expect_version"))
 
@@ -209,7 +209,7 @@ def cmd_detect(args) -> dict:
 
 def cmd_data_checkout(args) -> dict:
     from tasks import lineage
-    return lineage.checkout(args.run, args.dataset, args.out)
+    return lineage.checkout(args.model_dir, args.dataset, args.out)
 
 
 def cmd_dashboard(args) -> dict:

@@ -50,6 +50,7 @@ class Arg:
     choices: tuple | None = None
     nargs: str | None = None
     switch: bool = False            # a store_true flag (--no-fail)
+    was: str | None = None          # its old name: refused, with a hint to the new one
 
     @property
     def dest(self) -> str:
@@ -64,6 +65,8 @@ class Arg:
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         default = self.default  # a Lazy one stays so until a command runs (resolve): parsing stays light
+        if self.was:
+            parser.add_argument(self.was, action=_Renamed, nargs="?", new=self.name, help=argparse.SUPPRESS)
         if self.switch:
             parser.add_argument(self.name, action="store_true", help=self.help)
         elif self.positional:
@@ -72,6 +75,15 @@ class Arg:
             kw = {"nargs": "?", "const": True} if self.type is flag else {"nargs": self.nargs}
             parser.add_argument(self.name, type=self.type, default=default, required=self.required,
                                 choices=self.choices, help=self.help, **kw)
+
+
+class _Renamed(argparse.Action):
+    def __init__(self, *args, new: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was renamed: use {self.new} (the same value)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +102,8 @@ MODEL_NAME = env.get("SOCIAL_TONE_MODEL_NAME")
 TRITON_URL = env.get("SOCIAL_TONE_TRITON_GRPC")
 
 # -- shared arguments
-RUN = Arg("--run", Path, required=True, help="the model dir (runs/<key>/model, or a dir `train --out` wrote)")
+MODEL_DIR = Arg("--model-dir", Path, required=True, was="--run",
+                help="the model dir (runs/<key>/model, or the folder `train --out` wrote)")
 REPO = Arg("--repo", Path, required=True, help="Triton's model repository")
 MODEL = Arg("--model", default=MODEL_NAME, help="the model's name on Triton")
 URL = Arg("--url", default=TRITON_URL, help="Triton's gRPC address (default $SOCIAL_TONE_TRITON_GRPC)")
@@ -146,14 +159,14 @@ COMMANDS = {c.name: c for c in (
         Arg("--fixed-threshold", switch=True, help="no threshold tuning: 0.5 for every class"),
         TRACKING, Arg("--run-name"))),
     Command("evaluate", "candidate vs champion vs baseline on the test split", (
-        RUN.but(help="the candidate's model dir"), DATA, OUT.but(help="the evaluation dir"),
+        MODEL_DIR.but(help="the candidate's model dir"), DATA, OUT.but(help="the evaluation dir"),
         Arg("--champion", Path, help="the champion's model dir, if any"),
         Arg("--champion-pointer", Path, help="or: champion.json written by promote"),
         Arg("--no-baseline", switch=True),
         Arg("--baseline-rows", int, Lazy("tasks.recipe:BASELINE_ROWS"),
             help="LogReg baseline: fit on a seeded sample of at most this many train rows"), TRACKING)),
     Command("export-onnx", "export ONNX and check parity against PyTorch on the run's check rows", (
-        RUN, OUT.but(required=False, help="default: RUN/model.onnx"),
+        MODEL_DIR, OUT.but(required=False, help="default: MODEL_DIR/model.onnx"),
         Arg("--opset", int, help="default: what serving reads (tasks/export_onnx.py OPSET)"),
         ATOL.but(default=Lazy("tasks.parity:ONNX_ATOL")), TRACKING)),
     Command("ingest", "add a validated drop to the DVC-versioned dataset", (
@@ -164,30 +177,30 @@ COMMANDS = {c.name: c for c in (
         METRICS, Arg("--tolerance", float, Lazy("tasks.gate:TOLERANCE")),
         Arg("--floor", float, Lazy("tasks.gate:FLOOR")), Arg("--force", flag, False))),
     Command("promote", "champion pointer + MLflow registry alias 'champion'", (
-        RUN, Arg("--pointer", Path, required=True, help="champion.json to write"),
+        MODEL_DIR, Arg("--pointer", Path, required=True, help="champion.json to write"),
         Arg("--version", int, help="the Triton version now serving"), FILE, METRICS.but(required=False),
         Arg("--registered-model", default=MODEL_NAME, help="MLflow registry name (default: the model name)"),
         TRACKING)),
     Command("convert-tensorrt", "TensorRT plan + parity vs ONNX Runtime (exit 5 = skipped: no GPU)", (
-        RUN, Arg("--onnx", Path, help="default: RUN/model.onnx"), OUT.but(required=False, help="default: RUN/model.plan"),
+        MODEL_DIR, Arg("--onnx", Path, help="default: MODEL_DIR/model.onnx"), OUT.but(required=False, help="default: MODEL_DIR/model.plan"),
         MAX_BATCH, Arg("--opt-batch", int, 256), Arg("--fp16", flag, False),
         Arg("--skip", flag, False, help="skip (exit 5) on request"),
         Arg("--require-gpu", flag, False, help="no GPU here is a failure (exit 4), not a skip (SOCIAL_TONE_GPU=true)"),
         ATOL.but(help="default: tasks/parity.py's tolerance for the precision"))),
     Command("publish", "write the next version dir into a Triton model repository (atomic)", (
-        RUN, REPO, MODEL,
-        Arg("--model-file", Path, help="default: RUN/model.onnx (RUN/model.plan for TensorRT; without one, the ONNX "
+        MODEL_DIR, REPO, MODEL,
+        Arg("--model-file", Path, help="default: MODEL_DIR/model.onnx (MODEL_DIR/model.plan for TensorRT; without one, the ONNX "
                                        "graph on the onnxruntime backend)"),
         Arg("--backend", choices=("python", "onnxruntime", "tensorrt_plan"),
             default=env.get("SOCIAL_TONE_TRITON_BACKEND")),
         Arg("--keep", int, 3), MAX_BATCH,
-        Arg("--record", Path, help="also write the result JSON here (default: the run's published.json when RUN is "
+        Arg("--record", Path, help="also write the result JSON here (default: the run's published.json when MODEL_DIR is "
                                    "a run's model dir)"),
         Arg("--instances", int, 2, help="model instances (2 x 1 ORT thread was fastest on 2 CPU cores)"),
         Arg("--gpu", flag, False, help="onnxruntime backend: run the instances on the GPU (KIND_GPU)"),
         Arg("--execution-env", help="python backend: env with numpy+onnxruntime (default: this interpreter's prefix)"))),
     Command("reload", "hot-reload the newest version on Triton; canary; roll back on failure", (
-        RUN.but(help="the model dir whose check rows and graph are the canary's reference"), REPO, MODEL, URL,
+        MODEL_DIR.but(help="the model dir whose check rows and graph are the canary's reference"), REPO, MODEL, URL,
         Arg("--canary-rows", int, help="the first N of the run's check rows (default: all, as ONNX parity)"),
         ATOL.but(help="default: the tolerance the version was published with (per backend and precision)"),
         TIMEOUT, Arg("--retries", int, 5, help="attempts while Triton is unreachable (backoff 1,2,4.. s)"),
@@ -219,7 +232,7 @@ COMMANDS = {c.name: c for c in (
         OUT.but(help="output CSV"), Z.but(default=Lazy("tasks.detect:SERIES_Z"), help="robust z-score that raises an "
                                           "alarm (docs/benchmarks.md 'Spike alerts': what each z costs)"))),
     Command("data checkout", "restore exactly the drops a model was trained on (its lineage.json)", (
-        RUN.but(help="the model's dir (RUN/lineage.json)"), DATASET.but(help="the DVC dataset root (holds .dvc/cache)"),
+        MODEL_DIR.but(help="the model's dir (MODEL_DIR/lineage.json)"), DATASET.but(help="the DVC dataset root (holds .dvc/cache)"),
         OUT.but(help="folder to restore the drops into"))),
     Command("dashboard", "the trends dashboard over every monitored day -> one HTML file", (
         ROOT, OUT.but(help="the HTML file to write"))),

@@ -10,7 +10,7 @@ DVC keeps every version's listing and files in its cache (and the pushed remote)
 `drops.dvc` (no git: `dvc init --no-scm`) only names the latest. `checkout` rebuilds a
 version from that listing with DVC's own checkout (dvc_data), into any folder:
 
-    python -m tasks data checkout --run RUN --dataset DATASET --out DIR
+    python -m tasks data checkout --model-dir MODEL_DIR --dataset DATASET --out DIR
     python -m tasks train --data DIR ...        # the same rows, the same data version
 """
 from __future__ import annotations

@@ -61,7 +61,7 @@ class RunPaths:
     def as_dict(self) -> dict[str, str]:
         """What claim/prepare return (one XCom per key): the DAG wires steps with these."""
         r = self.root
-        return {"key": r.name, "work": str(r), "run": str(r / MODEL_DIR), "eval": str(r / EVAL_DIR),
+        return {"key": r.name, "run_dir": str(r), "model_dir": str(r / MODEL_DIR), "eval": str(r / EVAL_DIR),
                 "metrics": str(r / EVAL_DIR / METRICS), "report": str(r / VALIDATION), "schema": str(r / SCHEMA),
                 "published": str(r / PUBLISHED)}
 

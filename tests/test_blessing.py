@@ -43,21 +43,21 @@ def test_publish_and_promote_refuse_an_unblessed_run(tmp_path, gated):
     with pytest.raises(rundir.NotBlessed, match=want):
         promote(model, tmp_path / "champion.json", version=1)
     assert not (tmp_path / "champion.json").exists()
-    p = cli("publish", "--run", model, "--repo", tmp_path / "repo")
+    p = cli("publish", "--model-dir", model, "--repo", tmp_path / "repo")
     assert p.returncode == 4 and ("not blessed" in p.stderr or "gate has not run" in p.stderr), p.stderr
     assert not (tmp_path / "repo").exists(), "nothing written for an unblessed run"
-    p = cli("promote", "--run", model, "--pointer", tmp_path / "champion.json", "--tracking-uri", "none")
+    p = cli("promote", "--model-dir", model, "--pointer", tmp_path / "champion.json", "--tracking-uri", "none")
     assert p.returncode == 4 and not (tmp_path / "champion.json").exists()
 
 
 def test_a_blessed_or_forced_run_is_published_and_promoted_and_says_which(tmp_path):
     model, ev = a_run(tmp_path, cand=0.3, baseline=0.4)
     assert cli("gate", "--metrics", ev.path / rundir.METRICS, "--force", "true").returncode == 0
-    p = cli("publish", "--run", model, "--repo", tmp_path / "repo")
+    p = cli("publish", "--model-dir", model, "--repo", tmp_path / "repo")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.splitlines()[-1])["forced"] is True
     record = promote(model, tmp_path / "champion.json", version=1, metrics_json=ev.path / rundir.METRICS)
     assert record["blessing"] == {"passed": False, "forced": True} and record["test_macro_f1"] == 0.3
     # a model dir outside a run (trained by hand) has nothing to read: published as before
     loose = fake_run(tmp_path / "loose")
-    assert cli("publish", "--run", loose, "--repo", tmp_path / "repo2").returncode == 0
+    assert cli("publish", "--model-dir", loose, "--repo", tmp_path / "repo2").returncode == 0

@@ -28,17 +28,17 @@ def test_no_flag_is_declared_twice():
 
 
 def test_argv_builds_what_the_parser_reads_and_refuses_what_it_does_not_declare():
-    line = commands.argv("publish", run="/r/model", repo="/t", gpu=True, max_batch=64)
-    assert line == ["publish", "--run", "/r/model", "--repo", "/t", "--gpu", "True", "--max-batch", "64"]
+    line = commands.argv("publish", model_dir="/r/model", repo="/t", gpu=True, max_batch=64)
+    assert line == ["publish", "--model-dir", "/r/model", "--repo", "/t", "--gpu", "True", "--max-batch", "64"]
     args = commands.resolve(cli.build_parser().parse_args(line))
     assert args.gpu is True and args.max_batch == 64 and args.keep == 3 and args.model == commands.MODEL_NAME
     assert commands.argv("validate", "/d", kind="labeled", no_fail=True) == ["validate", "/d", "--kind", "labeled",
                                                                              "--no-fail"]
     assert commands.argv("train", data=["/a", "/b"], out="/o")[:4] == ["train", "--data", "/a", "/b"]
     with pytest.raises(TypeError, match="no argument .'max_batches'"):
-        commands.argv("publish", run="/r", repo="/t", max_batches=1)
+        commands.argv("publish", model_dir="/r", repo="/t", max_batches=1)
     with pytest.raises(TypeError, match="missing .'--repo'"):
-        commands.argv("publish", run="/r")
+        commands.argv("publish", model_dir="/r")
 
 
 def test_lazy_defaults_are_read_only_when_a_command_runs():
@@ -49,3 +49,9 @@ def test_lazy_defaults_are_read_only_when_a_command_runs():
             "from tasks.commands import resolve; from tasks.detect import DAILY\n"
             "a = resolve(a); assert (a.window, a.z, a.min_count) == (DAILY.window, DAILY.z, DAILY.min_count)\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_renamed_flag_is_refused_with_the_new_name():
+    p = subprocess.run([sys.executable, "-m", "tasks", "export-onnx", "--run", "/r/model"], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "--run was renamed: use --model-dir" in p.stderr

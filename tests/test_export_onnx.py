@@ -104,7 +104,7 @@ def test_failed_parity_writes_no_model_and_exits_4(run, tmp_path, monkeypatch):
 
 def test_cli_exit_code_on_parity_failure(run, tmp_path):
     root, _ = run
-    p = subprocess.run([sys.executable, "-m", "tasks", "export-onnx", "--run", str(root / "run"), "--out", str(tmp_path / "m.onnx"), "--atol", "-1", "--tracking-uri", "none"],
+    p = subprocess.run([sys.executable, "-m", "tasks", "export-onnx", "--model-dir", str(root / "run"), "--out", str(tmp_path / "m.onnx"), "--atol", "-1", "--tracking-uri", "none"],
                        capture_output=True, text=True)
     assert p.returncode == 4 and "ONNX parity failed" in p.stderr and not (tmp_path / "m.onnx").exists()
 

@@ -87,7 +87,7 @@ def test_data_checkout_restores_the_exact_training_rows(history, tmp_path):
     before = ds.load([root / "in" / "drop-1"])  # what run1 was trained on: drop-1 alone
     lin1 = RunDir(runs[1]).lineage()["data"]
     assert lin1["dvc_md5"] != RunDir(runs[2]).lineage()["data"]["dvc_md5"]
-    p = subprocess.run([sys.executable, "-m", "tasks", "data", "checkout", "--run", str(runs[1]), "--dataset",
+    p = subprocess.run([sys.executable, "-m", "tasks", "data", "checkout", "--model-dir", str(runs[1]), "--dataset",
                         str(root / "dataset"), "--out", str(tmp_path / "restored")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout.splitlines()[-1])
@@ -115,7 +115,7 @@ def test_checkout_refuses_a_model_without_a_dvc_version(tmp_path):
     synth.write_labeled(tmp_path / "d", "d", rows=300, seed=1)
     train([tmp_path / "d"], tmp_path / "run", TrainConfig(max_epochs=1), tracking_uri="none")
     assert RunDir(tmp_path / "run").lineage()["data"]["dvc_md5"] is None  # not a DVC dataset folder
-    p = subprocess.run([sys.executable, "-m", "tasks", "data", "checkout", "--run", str(tmp_path / "run"),
+    p = subprocess.run([sys.executable, "-m", "tasks", "data", "checkout", "--model-dir", str(tmp_path / "run"),
                         "--dataset", str(tmp_path), "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert p.returncode == 3 and "no DVC version recorded" in p.stderr and not (tmp_path / "out").exists()
 

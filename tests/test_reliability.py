@@ -141,5 +141,5 @@ def test_claim_hands_validate_the_datasets_schema_in_the_run_dir(s):
     (s.dataset / "schema.json").write_text('{"img_dim": 8, "txt_dim": 6, "label_names": ["a"]}')
     good(s.inbox, "second", seed=2)
     claimed = drops.claim(s)
-    assert Path(claimed["schema"]).parent == Path(claimed["work"])
+    assert Path(claimed["schema"]).parent == Path(claimed["run_dir"])
     assert Path(claimed["schema"]).read_text() == (s.dataset / "schema.json").read_text()

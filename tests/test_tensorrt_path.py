@@ -80,7 +80,7 @@ def test_tolerance_per_backend_and_precision():
 
 def test_publish_without_a_plan_falls_back_to_onnxruntime(tmp_path):
     run = fake_run(tmp_path / "run")
-    p = subprocess.run([sys.executable, "-m", "tasks", "publish", "--run", str(run), "--repo", str(tmp_path / "repo"),
+    p = subprocess.run([sys.executable, "-m", "tasks", "publish", "--model-dir", str(run), "--repo", str(tmp_path / "repo"),
                         "--backend", "tensorrt_plan", "--gpu"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout.splitlines()[-1])
@@ -162,12 +162,12 @@ def test_a_promised_gpu_that_is_not_there_fails_and_says_why(tmp_path, monkeypat
     fails with the driver's reason instead of skipping into ONNX on a GPU Triton (issue 25, 7)."""
     if ct.cuda_devices()[0] > 0:
         pytest.skip("a GPU is present")
-    p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--run", str(tmp_path), "--require-gpu",
+    p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--model-dir", str(tmp_path), "--require-gpu",
                         "true"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert p.returncode == 4, p.stdout + p.stderr
     assert "SOCIAL_TONE_GPU is true but no GPU: no CUDA driver" in p.stdout + p.stderr
     assert json.loads((tmp_path / "tensorrt.json").read_text())["skipped"] is False
-    p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--run", str(tmp_path), "--require-gpu",
+    p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--model-dir", str(tmp_path), "--require-gpu",
                         "false"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert p.returncode == 5, p.stdout + p.stderr
 
@@ -228,7 +228,7 @@ def convert_under_3_10(python: Path, run: Path, *flags, drift: float = 0.0):
     shutil.copytree(run, work)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": f"{REPO_ROOT / 'tests' / 'gpu_fake'}:{REPO_ROOT}",
            "FAKE_TRT_DRIFT": str(drift)}
-    p = subprocess.run([str(python), "-m", "tasks", "convert-tensorrt", "--run", str(work), *flags], env=env,
+    p = subprocess.run([str(python), "-m", "tasks", "convert-tensorrt", "--model-dir", str(work), *flags], env=env,
                        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     return p, work
 

@@ -144,11 +144,11 @@ def test_cli_end_to_end_with_plain_epoch_logs(tmp_path):
     cfg.write_text(json.dumps({"max_epochs": 3, "hidden": 64}))
     rc, out, err = run("train", "--data", tmp_path / "d", "--out", tmp_path / "run", "--config", cfg,
                        "--lr", "0.003", "--tracking-uri", "none")
-    assert rc == 0 and out["run"] == str(tmp_path / "run"), err
+    assert rc == 0 and out["model_dir"] == str(tmp_path / "run"), err
     assert "epoch 1/3 train_loss=" in err and "\r" not in err, "one plain line per epoch"
     s = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert (s["params"]["hidden"], s["params"]["lr"], s["params"]["max_epochs"]) == (64, 0.003, 3)
-    rc, out, _ = run("evaluate", "--run", tmp_path / "run", "--data", tmp_path / "d", "--out", tmp_path / "ev",
+    rc, out, _ = run("evaluate", "--model-dir", tmp_path / "run", "--data", tmp_path / "d", "--out", tmp_path / "ev",
                      "--no-baseline", "--tracking-uri", "none")
     assert rc == 0 and out["candidate_macro_f1"] > 0 and "baseline_macro_f1" not in out
     rc, out, err = run("train", "--data", tmp_path / "nope", "--out", tmp_path / "r2")

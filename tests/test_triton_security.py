@@ -104,7 +104,7 @@ def test_http_clients_without_the_secret_are_refused(served, tmp_path):
 def test_reload_with_a_wrong_secret_fails_at_once_and_rejects_nothing(served):
     root, server = served
     trepo.publish(root / "run", root / "repo", execution_env=sys.prefix)
-    p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--run", str(root / "run"), "--repo",
+    p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--model-dir", str(root / "run"), "--repo",
                         str(root / "repo"), "--url", server.grpc_url, "--retries", "3"],
                        capture_output=True, text=True, env={**os.environ, ADMIN_SECRET_ENV: "wrong"}, timeout=60)
     assert p.returncode == 1 and "wrong admin secret" in p.stdout and "Traceback" not in p.stderr

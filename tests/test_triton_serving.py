@@ -224,10 +224,10 @@ def test_manual_rollback_and_cli(runs, server):
         assert c.ready_versions() == [1] and c.infer(*rows(root, 4)).version == "1"
     # the same flow through the CLI: publish + reload of run2 again
     cli = [sys.executable, "-m", "tasks"]
-    out = subprocess.run(cli + ["publish", "--run", str(root / "run2"), "--repo", str(server.model_repo)],
+    out = subprocess.run(cli + ["publish", "--model-dir", str(root / "run2"), "--repo", str(server.model_repo)],
                          capture_output=True, text=True, check=True).stdout.splitlines()[-1]
     assert json.loads(out)["version"] == 3
-    p = subprocess.run(cli + ["reload", "--run", str(root / "run2"), "--repo", str(server.model_repo),
+    p = subprocess.run(cli + ["reload", "--model-dir", str(root / "run2"), "--repo", str(server.model_repo),
                               "--url", server.grpc_url], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.splitlines()[-1])["version"] == 3
@@ -255,7 +255,7 @@ def test_unreachable_triton_is_retried_then_fails_clearly(runs, tmp_path):
         TritonClient(url, retries=2, backoff=0.1).ready_versions()
     assert time.monotonic() - t0 >= 0.3  # it did back off
     trepo.publish(runs / "run1", tmp_path / "repo")
-    p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--run", str(runs / "run1"), "--repo",
+    p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--model-dir", str(runs / "run1"), "--repo",
                         str(tmp_path / "repo"), "--url", url, "--retries", "1"], capture_output=True, text=True)
     assert p.returncode == 6 and "unreachable" in json.loads(p.stdout.splitlines()[-1])["error"]
     assert trepo.versions(tmp_path / "repo" / MODEL) == [1], "an unreachable server rejects nothing"
@@ -266,7 +266,7 @@ def test_tensorrt_skips_cleanly_without_a_gpu(runs, tmp_path):
     if cuda_devices()[0] > 0:
         pytest.skip("a GPU is present: the skip path does not apply (parity runs in the GPU image)")
     out = tmp_path / "model.plan"
-    p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--run", str(runs / "run1"),
+    p = subprocess.run([sys.executable, "-m", "tasks", "convert-tensorrt", "--model-dir", str(runs / "run1"),
                         "--out", str(out)], capture_output=True, text=True)
     assert p.returncode == 5, p.stderr
     result = json.loads(p.stdout.splitlines()[-1])
@@ -344,7 +344,7 @@ def test_triton_down_during_reload_then_back_serves_the_old_model(runs, tmp_path
     server.send_signal(sig.SIGTERM)
     server.wait(timeout=60)
     trepo.publish(root / "run2", repo)
-    p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--run", str(root / "run2"), "--repo", str(repo),
+    p = subprocess.run([sys.executable, "-m", "tasks", "reload", "--model-dir", str(root / "run2"), "--repo", str(repo),
                         "--url", url, "--retries", "2"], capture_output=True, text=True)
     assert p.returncode == 6 and "unreachable after 3 attempts" in p.stdout
     assert trepo.versions(repo / MODEL) == [1, 2]

@@ -56,11 +56,11 @@ def test_no_import_errors_and_the_expected_graph():
     # the steps take the claimed run's paths as XComArgs (no templated xcom_pull strings)
     from airflow.sdk.definitions.xcom_arg import XComArg
     paths = {i: [(a.operator.task_id, a.key) for a in d.command if isinstance(a, XComArg)] for i, d in docker.items()}
-    assert paths["train"] == [("claim", "run"), ("claim", "key")] and "claim" in t["train"].upstream_task_ids
-    assert paths["promote"] == [("claim", "run"), ("claim", "published"), ("claim", "metrics")]
+    assert paths["train"] == [("claim", "model_dir"), ("claim", "key")] and "claim" in t["train"].upstream_task_ids
+    assert paths["promote"] == [("claim", "model_dir"), ("claim", "published"), ("claim", "metrics")]
     # publish (trigger rule none_failed_min_one_success) takes export's output, so a claim that
     # went to quarantine never triggers it
-    assert paths["publish"] == [("export_onnx", "run")] and "claim" not in t["publish"].upstream_task_ids
+    assert paths["publish"] == [("export_onnx", "model_dir")] and "claim" not in t["publish"].upstream_task_ids
     assert not any("xcom_pull" in str(d.command) for d in docker.values())
     # the trigger form's recipe params carry the defaults tasks/recipe.py declares
     from tasks.recipe import KNOBS
@@ -145,7 +145,7 @@ def test_tensorrt_step_gets_the_gpu_image_and_device_when_a_gpu_is_configured():
 
     gpu = parse(SOCIAL_TONE_GPU="true", SOCIAL_TONE_TENSORRT_IMAGE="social-tone/tensorrt:latest")
     assert gpu["convert_tensorrt"][:2] == ["social-tone/tensorrt:latest", [[["gpu"]]]]
-    assert "--fp16" in gpu["convert_tensorrt"][2] and "--run" in gpu["convert_tensorrt"][2]
+    assert "--fp16" in gpu["convert_tensorrt"][2] and "--model-dir" in gpu["convert_tensorrt"][2]
     assert {i for i, (image, devices, _) in gpu.items() if devices} == {"convert_tensorrt"}
     assert {image for i, (image, _, _) in gpu.items() if i != "convert_tensorrt"} == {"social-tone/task:latest"}
     assert gpu["publish"][2][gpu["publish"][2].index("--gpu") + 1] == "True"
