@@ -21,7 +21,7 @@ from include import docker_task, settings
 from include.day_sensor import DaySensor
 from include.notify import RunFailed
 from tasks import layout as drop_layout, monitoring as layout  # stdlib only
-from tasks.commands import argv  # stdlib only: the commands' declarations
+from tasks.commands import argv, default  # stdlib only: the commands' declarations
 
 S = settings.load()
 DAY = "{{ ds }}"
@@ -38,10 +38,13 @@ PREDICTIONS = str(layout.predictions_file(S.predictions, DAY))
     on_failure_callback=RunFailed(S),
     default_args={"retries": 1},
     params={
-        "window": Param(28, type="integer", minimum=1, description="trailing days to compare with"),
-        "z": Param(4.0, type="number", description="robust z-score that makes a spike"),
-        "min_count": Param(20, type="integer", minimum=0),
-        "batch": Param(1024, type="integer", minimum=1, description="rows per Triton request"),
+        # the defaults `tasks monitor` and `tasks score` declare (tasks/commands.py)
+        "window": Param(default("monitor", "window"), type="integer", minimum=1,
+                        description="trailing days to compare with"),
+        "z": Param(default("monitor", "z"), type="number", description="robust z-score that makes a spike"),
+        "min_count": Param(int(default("monitor", "min_count")), type="integer", minimum=0,
+                           description="minimum expected posts for a spike"),
+        "batch": Param(default("score", "batch"), type="integer", minimum=1, description="rows per Triton request"),
     },
     doc_md=__doc__,
 )

@@ -130,7 +130,7 @@ def _knobs() -> tuple[Arg, ...]:
 
 
 GROUPS = {"data": "the DVC-versioned dataset: `data checkout` restores a model's training data"}
-_DAILY = "tasks.detect:DAILY."  # the daily monitoring defaults, declared in tasks/detect.py
+_DAILY = "tasks.spike_params:DAILY."  # the daily monitor's defaults (the daily DAG's form shows the same)
 
 COMMANDS = {c.name: c for c in (
     Command("synth", "write deterministic WarCov-like drops", (
@@ -214,7 +214,7 @@ COMMANDS = {c.name: c for c in (
         DROP, OUT.but(help=".parquet, .csv or .jsonl"), URL, MODEL,
         REPO.but(required=False, help="Triton's model repository (each version's thresholds)"),
         Arg("--onnx-dir", Path, help="in-process ONNX Runtime on this run/version dir"),
-        Arg("--batch", int, Lazy("tasks.score:BATCH"), help="rows per request"),
+        Arg("--batch", int, Lazy("tasks.triton.repo:MAX_BATCH"), help="rows per request"),
         Arg("--inflight", int, 4, help="requests in flight"))),
     Command("monitor", "topic spikes and drift for one day -> ROOT/DAY/ report.json, png, html", (
         Arg("--predictions", Path, required=True, help="the day's Parquet from tasks score"),
@@ -229,7 +229,7 @@ COMMANDS = {c.name: c for c in (
     Command("detect", "spikes in one volume series: NAB's timestamp,value CSV -> timestamp,value,anomaly_score,"
                       "alarm,z (tasks/detect.py)", (
         Arg("--csv", Path, required=True, help="input: a header 'timestamp,value', then one row per point"),
-        OUT.but(help="output CSV"), Z.but(default=Lazy("tasks.detect:SERIES_Z"), help="robust z-score that raises an "
+        OUT.but(help="output CSV"), Z.but(default=Lazy("tasks.spike_params:SERIES_Z"), help="robust z-score that raises an "
                                           "alarm (docs/benchmarks.md 'Spike alerts': what each z costs)"))),
     Command("data checkout", "restore exactly the drops a model was trained on (its lineage.json)", (
         MODEL_DIR.but(help="the model's dir (MODEL_DIR/lineage.json)"), DATASET.but(help="the DVC dataset root (holds .dvc/cache)"),
@@ -243,6 +243,12 @@ COMMANDS = {c.name: c for c in (
                            "versions are moved aside)"),
         Arg("--bind", default="127.0.0.1", help="listen address (0.0.0.0 only inside a container network)"))),
 )}
+
+
+def default(command: str, dest: str) -> Any:
+    """An argument's declared default (the daily DAG's form offers the monitor's and score's)."""
+    value = next(a.default for a in COMMANDS[command].args if a.dest == dest)
+    return value.get() if isinstance(value, Lazy) else value
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:

@@ -23,12 +23,13 @@ import numpy as np
 import pyarrow as pa
 
 from tasks import rundir
+from tasks.triton.repo import MAX_BATCH
 from tasks.contract import IDS, IMG, TIMESTAMPS, TXT, Drop, open_drop, read_rows
 from tasks.fsutil import ordinary_mode
 from tasks.topics import decide
 
 log = logging.getLogger(__name__)
-BATCH = 1024  # rows per request (Triton's max_batch_size)
+BATCH = MAX_BATCH  # rows per request
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "jsonl", ".jsonl": "jsonl"}
 
 # (img, txt) -> (probs float32 [B,K], labels bool [B,K], model version that answered)
