@@ -66,6 +66,14 @@ def log_metrics(active, metrics: dict, step: int | None = None) -> None:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
 
 
+def log_summary(active, summary: dict, keys: tuple[str, ...]) -> None:
+    """These keys of a step's summary: numbers as metrics, anything else as tags (nothing dropped)."""
+    picked = {k: summary[k] for k in keys}
+    numbers = {k: v for k, v in picked.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    log_metrics(active, numbers)
+    set_tags(active, {k: v for k, v in picked.items() if k not in numbers})
+
+
 def set_tags(active, tags: dict) -> None:
     if active is not None:
         import mlflow

@@ -359,13 +359,16 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
                                               "git_commit": params["git_commit"]})
         tracking.set_tags(active, {"data_version": d.version, "dvc_md5": data["dvc_md5"], "candidate": summary["candidate"]})
         tracking.log_metrics(active, {f"candidate_{f.name}_val_macro_f1_tuned": f.score for f in scored})
-        tracking.log_metrics(active, {"best_val_loss": report.best_loss, "selected_on": cfg.select_on, "max_epochs": max_epochs,
-                   "patience": patience, "val_macro_f1_at_0.5": f1_fixed,
-                                      "val_macro_f1_tuned": f1_tuned, "train_seconds": summary["seconds"]})
+        tracking.log_summary(active, {**summary, "train_seconds": summary["seconds"]}, LOGGED)
         tracking.log_artifacts(active, tmp, "model")
     log.info("trained in %.1fs (%s, best epoch %d of %d): val macro-F1 %.4f at 0.5, %.4f tuned -> %s",
              summary["seconds"], summary["candidate"], report.best_epoch, len(report.history), f1_fixed, f1_tuned, out)
     return summary
+
+
+# what of a training summary goes to MLflow (numbers as metrics, selected_on as a tag)
+LOGGED = ("best_val_loss", "selected_on", "max_epochs", "patience", "val_macro_f1_at_0.5", "val_macro_f1_tuned",
+          "train_seconds")
 
 
 @dataclasses.dataclass

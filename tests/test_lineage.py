@@ -70,7 +70,11 @@ def test_lineage_links_every_hop(history, tmp_path):
     for step, name in (("evaluate", "evaluate"), ("export", "export-onnx")):
         r = client.get_run(lin[step]["mlflow_run_id"])
         assert r.info.run_name == name and r.data.tags["mlflow.parentRunId"] == summary["mlflow_run_id"]
-    assert client.get_run(summary["mlflow_run_id"]).data.tags["dvc_md5"] == dvc
+    trained = client.get_run(summary["mlflow_run_id"]).data
+    assert trained.tags["dvc_md5"] == dvc
+    # the summary's figures as metrics and its words as tags (selected_on was once dropped)
+    assert trained.tags["selected_on"] == summary["selected_on"] == "f1"
+    assert trained.metrics["val_macro_f1_tuned"] == summary["val_macro_f1_tuned"] and "train_seconds" in trained.metrics
     # -> ONNX sha256 -> Triton version -> champion (pointer and alias agree)
     assert lin["export"]["onnx_sha256"] == hashlib.sha256(RunDir(run).onnx.read_bytes()).hexdigest()
     assert lin["triton"]["version"] == version == 1
