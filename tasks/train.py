@@ -282,28 +282,12 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
         raise ValueError(f"{data}: too few rows for a train/val split ({len(d.ids)} rows)")
     log.info("data %s: %d rows (train %d, val %d), %d labels, dims %d+%d", d.version, len(d.ids),
              n_train, n_val, len(d.label_names), d.img_dim, d.txt_dim)
-    pos_weight = None
-    if cfg.pos_weight > 0:
-        pos = d.labels[d.index(TRAIN)].sum(0, dtype=np.int64)
-        pos_weight = torch.from_numpy(np.clip((n_train - pos) / np.maximum(pos, 1), 1, cfg.pos_weight)
-                                      .astype(np.float32))
     precision = resolve_precision(cfg.precision)
     params = {**dataclasses.asdict(cfg), "precision_used": precision, "data_version": d.version, "drops": ",".join(d.drops),
               "git_commit": tracking.git_commit(), "rows_train": n_train, "rows_val": n_val}
     with tracking.run(tracking_uri, run_name=run_name) as active, atomic_dir(out) as tmp:
         tracking.log_params(active, params)
-        loaders = _loaders(d, cfg)
-        norm = None  # the input scaling every candidate carries, fitted once on the train split
-        if cfg.standardize != "none":
-            train_rows = loaders[0].dataset
-            norm = mdl.Standardize(d.dim)
-            norm.fit(*input_stats(d, cfg.standardize, train_rows.cached[0] if isinstance(train_rows, Batches)
-                                  and train_rows.cached is not None else None))
-            for loader in loaders:
-                if isinstance(loader.dataset, Batches):
-                    loader.dataset.standardize(norm.mean, norm.scale)
-                else:  # the seed's DataLoader over an in-memory TensorDataset
-                    loader.dataset.tensors[0].sub_(norm.mean).mul_(norm.scale)
+        prep = prepare(d, cfg, precision)
         tried = []
         candidates = cfg.candidate_configs()
         for name, ccfg in candidates:
@@ -313,8 +297,8 @@ def train(data: list[Path], out: Path, cfg: TrainConfig, *, tracking_uri: str | 
                             cfg.select_seconds, spent)
                 continue
             race = (max(f.score for f in tried), cfg.race_margin, cfg.race_steps) if tried and cfg.race_margin else None
-            tried.append(fit_candidate(name, ccfg, d, loaders, norm, pos_weight, precision, active,
-                                       cfg.select_seconds - spent, tag=len(candidates) > 1, race=race))
+            tried.append(fit_candidate(name, ccfg, prep, active, seconds_left=cfg.select_seconds - spent,
+                                       tag=len(candidates) > 1, race=race))
         best, scored = select(tried, d, cfg.select_margin, cfg.split_seed, cfg.ensemble)
         if len(scored) > 1:
             for f in scored:
@@ -441,10 +425,43 @@ def pick(scores: list[float], sizes: list[int], margin: float) -> int:
     return min(near, key=lambda i: (sizes[i], -scores[i], i))
 
 
-def fit_candidate(name: str, cfg: TrainConfig, d: ds.Dataset, loaders, norm, pos_weight, precision: str, active,
-                  seconds_left: float, tag: bool, race: tuple[float, float, int] | None = None) -> Fitted:
+@dataclasses.dataclass
+class Prepared:
+    """What every candidate of a run trains on, made once."""
+    d: ds.Dataset
+    loaders: tuple          # train, val
+    norm: mdl.Standardize | None  # the input scaling every candidate carries, fitted on the train split
+    pos_weight: torch.Tensor | None
+    precision: str
+
+
+def prepare(d: ds.Dataset, cfg: TrainConfig, precision: str) -> Prepared:
+    n_train = len(d.index(TRAIN))
+    pos_weight = None
+    if cfg.pos_weight > 0:
+        pos = d.labels[d.index(TRAIN)].sum(0, dtype=np.int64)
+        pos_weight = torch.from_numpy(np.clip((n_train - pos) / np.maximum(pos, 1), 1, cfg.pos_weight)
+                                      .astype(np.float32))
+    loaders = _loaders(d, cfg)
+    norm = None
+    if cfg.standardize != "none":
+        train_rows = loaders[0].dataset
+        norm = mdl.Standardize(d.dim)
+        norm.fit(*input_stats(d, cfg.standardize, train_rows.cached[0] if isinstance(train_rows, Batches)
+                              and train_rows.cached is not None else None))
+        for loader in loaders:
+            if isinstance(loader.dataset, Batches):
+                loader.dataset.standardize(norm.mean, norm.scale)
+            else:  # the seed's DataLoader over an in-memory TensorDataset
+                loader.dataset.tensors[0].sub_(norm.mean).mul_(norm.scale)
+    return Prepared(d, tuple(loaders), norm, pos_weight, precision)
+
+
+def fit_candidate(name: str, cfg: TrainConfig, prep: Prepared, active, *, seconds_left: float, tag: bool,
+                  race: tuple[float, float, int] | None = None) -> Fitted:
     """Train one candidate from its seed; its best-validation weights are loaded back. `tag`:
     its log lines and curves carry its name (when there are several)."""
+    d, loaders, norm, pos_weight, precision = prep.d, prep.loaders, prep.norm, prep.pos_weight, prep.precision
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, verbose=False)
     for loader in loaders:
