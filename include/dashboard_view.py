@@ -13,10 +13,11 @@ import re
 import stat
 
 from include import settings
+from tasks import monitoring  # stdlib only: the monitoring layout
 
 URL_PREFIX = "/social-tone"
 DAILY_DAG = "warcov_daily_scoring"
-DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+DAY = monitoring.DAY_DIR  # monitoring/<YYYY-MM-DD>/
 FILE = re.compile(r"[A-Za-z0-9_-]+\.(html|png|json)")
 TYPES = {"html": "text/html; charset=utf-8", "png": "image/png", "json": "application/json"}
 MAX_BYTES = 64 << 20
