@@ -30,32 +30,7 @@ if [ -z "${BASE_IMAGE:-}" ]; then
 fi
 CACHE=$HOME/.cache/social-tone
 
-# Host-side wheelhouse for a requirements file, cached by its content: pip inside `docker
-# build` would meet the proxy; `pip wheel` also turns sdist-only dependencies into wheels.
-# With a Python version (the image's, when it is not the host's): binary wheels for that
-# CPython on manylinux x86_64, whatever Python the host has.
-wheelhouse() {  # requirements file [python version] -> prints the cache folder
-  local req=$1 py=${2:-} hash dir
-  hash=$( (grep -v '^#' "$req"; [ -z "$py" ] || echo "python $py") | sha256sum | cut -c1-12)
-  dir=${WHEELHOUSE:-$CACHE/wheelhouse-$hash}
-  if [ ! -f "$dir/.complete" ]; then
-    mkdir -p "$dir"
-    local how=(wheel -w "$dir")
-    # Debian 12's images run Python 3.11 and `pip wheel` builds for the host's python3 (a cp311
-    # download for other hosts is issue 25's open item: some of dvc's dependencies have no wheel)
-    [ -n "$py" ] || python3 -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null || {
-      echo "error: building $req's wheels needs python3 3.11 on the host (the images' Python), not" \
-           "$(python3 --version 2>&1)" >&2; exit 3; }
-    [ -z "$py" ] || how=(download -d "$dir" --only-binary=:all: --implementation cp --python-version "$py"
-                         --abi "cp${py/./}" --abi abi3 --abi none --platform manylinux_2_28_x86_64
-                         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
-    # (this machine's pip config names an unused extra index: one harmless warning per package)
-    python3 -m pip "${how[@]}" -q ${PIP_EXTRA_CA:+--cert "$PIP_EXTRA_CA"} -r "$req" \
-      2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-    touch "$dir/.complete"
-  fi
-  echo "$dir"
-}
+. docker/wheelhouse.sh  # wheelhouse(): the wheels of a requirements file, cached by content
 # image name, its hash, Dockerfile, requirements file or "" (-> /wheels), its Python version or
 # "" (the host's), build args...
 build() {

@@ -280,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     args = resolve(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from tasks.contract import ContractError
     from tasks.errors import CheckFailed, Skipped, Unavailable
     import time
     t0 = time.monotonic()
@@ -301,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as e:
         print(json.dumps(e.args[0]))
         return EXIT_BAD_INPUT
-    except (ContractError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # tasks.contract.ContractError is a ValueError
         log.error("%s", e)
         print(json.dumps({"ok": False, "error": str(e)}))
         return EXIT_BAD_INPUT

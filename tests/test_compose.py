@@ -56,11 +56,13 @@ def test_compose_validates_with_and_without_the_gpu_override(env_file):
         "social-tone/airflow:latest", "social-tone/postgres:latest", "social-tone/redis:latest",
         "social-tone/docker-proxy:latest", "social-tone/task:latest", "social-tone/triton-cpu:latest"}
     assert gpu["services"]["triton"]["image"].startswith("nvcr.io/nvidia/tritonserver:24.10")
-    # GPU: the model is loaded at start, after triton-prepare retired unverified versions
+    # GPU: every start (test below) runs triton-prepare, then the server loads the model
     triton = gpu["services"]["triton"]
-    assert "--load-model=social_tone" in triton["command"] and "--exit-on-error=false" in triton["command"]
-    assert triton["depends_on"]["triton-prepare"]["condition"] == "service_completed_successfully"
-    assert gpu["services"]["triton-prepare"]["command"][2:4] == ["tasks", "triton-prepare"]
+    assert "--load-model=social_tone" in triton["command"][2] and "--exit-on-error=false" in triton["command"][2]
+    assert triton["command"][2].startswith("python3 -m tasks triton-prepare ")
+    assert "./tasks:/opt/social-tone/tasks:ro" in str(triton["volumes"]) or any(
+        str(v).endswith("/opt/social-tone/tasks:ro") or (isinstance(v, dict) and v.get("target") == "/opt/social-tone/tasks")
+        for v in triton["volumes"])
     for name in ("airflow-scheduler", "airflow-worker", "airflow-dag-processor"):
         assert gpu["services"][name]["environment"]["SOCIAL_TONE_GPU"] == "true"
         assert gpu["services"][name]["environment"]["SOCIAL_TONE_TRITON_BACKEND"] == "tensorrt_plan"
@@ -178,3 +180,33 @@ def _init_as_nobody(tmp_path):
     secrets = sorted((tmp_path / "secrets").iterdir())
     assert secrets and all(f.stat().st_mode & 0o777 == 0o600 for f in secrets), [oct(f.stat().st_mode) for f in secrets]
     assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+
+
+PY310 = Path.home() / ".pyenv" / "versions" / "3.10.13" / "bin" / "python"
+
+
+@pytest.mark.skipif(not PY310.exists(), reason="no Python 3.10 (the NGC Triton image's) under pyenv")
+def test_the_gpu_triton_prepares_its_repository_on_every_start(env_file, tmp_path):
+    """The GPU Triton's command, as compose renders it, run with a Python 3.10 that has no
+    numpy (the NGC image's python3 may not) and a stand-in tritonserver: a version that never
+    passed a canary is retired before the server starts, on a restart as on the first start."""
+    import json
+    from tasks.triton import repo as trepo
+    gpu = config(env_file, "docker-compose.yaml", "docker-compose.gpu.yaml")
+    script = gpu["services"]["triton"]["command"]
+    data = Path(next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
+                     if line.startswith("SOCIAL_TONE_DATA_DIR=")).split()[0])
+    model = data / "triton" / "social_tone"
+    for v in (1, 2):
+        (model / str(v)).mkdir(parents=True, exist_ok=True)
+    trepo.mark_good(data / "triton", "social_tone", 1)  # 2 was published, then Triton crashed
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(PY310)
+    (bin_dir / "tritonserver").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\n')
+    (bin_dir / "tritonserver").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+    p = subprocess.run(script, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.splitlines()[-1])["retired"] == [2], (script, p.stdout, p.stderr)
+    assert trepo.versions(model) == [1] and "--load-model=social_tone" in (tmp_path / "args").read_text()
