@@ -12,8 +12,7 @@ from tasks.triton import repo
 REPO = Path(__file__).resolve().parent.parent
 OWNERS = {rundir: "tasks/rundir.py", layout: "tasks/layout.py", monitoring: "tasks/monitoring.py",
           repo: "tasks/triton/repo.py", drops: "include/drops.py"}
-# Triton's Python-backend model runs in Triton's stub process, outside this package
-EXEMPT = {"tasks/triton/python_model.py"}
+EXEMPT: set[str] = set()
 FILE_NAME = re.compile(r"[._]?[\w-]+\.[a-z]+|[._][\w-]+")  # manifest.json, _SUCCESS, .rejected
 
 

@@ -9,9 +9,7 @@ import yaml
 from tasks import env
 
 REPO = Path(__file__).resolve().parent.parent
-# Triton's Python-backend model runs in Triton's stub process, where this package may not be
-# importable: it reads its one variable itself (and the default it falls back to is checked below)
-EXEMPT = {"tasks/env.py", "tasks/triton/python_model.py"}
+EXEMPT = {"tasks/env.py"}
 READ = re.compile(r'os\.(?:environ\.get|getenv)\(\s*["\'](SOCIAL_TONE_\w+)|os\.environ\[["\'](SOCIAL_TONE_\w+)["\']\](?!\s*=[^=])')
 
 
@@ -65,7 +63,3 @@ def test_compose_defaults_are_the_declared_ones():
         # empty: compose passes nothing, and the registry's default applies where it is read
         assert default in ("", declared), (name, default, declared)
 
-
-def test_the_python_models_fallback_is_the_declared_default():
-    src = (REPO / "tasks/triton/python_model.py").read_text()
-    assert f'os.environ.get("SOCIAL_TONE_ORT_THREADS") or "{env.VARS["SOCIAL_TONE_ORT_THREADS"].default}"' in src

@@ -2,8 +2,9 @@
 backend (SOCIAL_TONE_TRITON_BACKEND=python).
 
 Copied into every published version as model.py. Runs in Triton's stub process with the
-execution environment named by EXECUTION_ENV_PATH (numpy + onnxruntime). Like every other
-backend's config it answers `logits` only; clients apply the version's thresholds.
+execution environment named by EXECUTION_ENV_PATH (numpy + onnxruntime) and this package on
+its path (tasks/triton/server.py puts it there). Like every other backend's config it answers
+`logits` only; clients apply the version's thresholds.
 """
 import os
 
@@ -11,13 +12,15 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+from tasks import env, rundir
+
 
 class TritonPythonModel:
     def initialize(self, args):
         here = os.path.join(args["model_repository"], args["model_version"])
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(os.environ.get("SOCIAL_TONE_ORT_THREADS") or "1")
-        self.session = ort.InferenceSession(os.path.join(here, "model.onnx"), opts,
+        opts.intra_op_num_threads = int(env.get("SOCIAL_TONE_ORT_THREADS"))
+        self.session = ort.InferenceSession(os.path.join(here, rundir.ONNX), opts,
                                             providers=["CPUExecutionProvider"])
 
     def execute(self, requests):

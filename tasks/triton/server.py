@@ -110,6 +110,9 @@ class TritonServer:
         # the Python stub would write __pycache__ into version dirs, as this process's user:
         # then the task that publishes and prunes versions could not remove them
         proc_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # the Python backend's model reads its settings through this package (tasks/env.py)
+        package_root = str(Path(__file__).resolve().parents[2])
+        proc_env["PYTHONPATH"] = ":".join(p for p in (package_root, proc_env.get("PYTHONPATH")) if p)
         cmd = [str(src / "bin" / "tritonserver"), f"--model-repository={self.model_repo}",
                f"--backend-directory={backends}", "--model-control-mode=explicit",
                f"--http-address={self.address}", f"--grpc-address={self.address}",
