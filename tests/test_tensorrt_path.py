@@ -70,14 +70,6 @@ def test_parity_over_more_rows_than_max_batch_copies_each_answer():
     np.testing.assert_allclose(got, want, rtol=1e-6)  # without the copy, rows 0-99 would hold rows 200-249's logits
 
 
-def test_tolerance_per_backend_and_precision():
-    assert tolerance("python") == tolerance("onnxruntime") == ATOL[("onnx", "fp32")] == 1e-4
-    assert tolerance("onnxruntime", gpu=True) == 1e-3  # TF32 on a GPU
-    assert tolerance("tensorrt_plan", "fp32") == 1e-3 and tolerance("tensorrt_plan", "fp16") == 2e-2
-    with pytest.raises(KeyError, match="no parity tolerance"):
-        tolerance("python", "fp16")
-
-
 def test_publish_without_a_plan_falls_back_to_onnxruntime(tmp_path):
     run = fake_run(tmp_path / "run")
     p = subprocess.run([sys.executable, "-m", "tasks", "publish", "--model-dir", str(run), "--repo", str(tmp_path / "repo"),
