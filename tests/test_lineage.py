@@ -135,5 +135,5 @@ def test_task_code_reads_the_environment_only_through_tasks_env():
                if re.search(r"os\.environ|os\.getenv", p.read_text()) and str(p.relative_to(root)) not in exempt]
     assert readers == []
     from tasks import env
-    names = set(re.findall(r'env\.get\("([A-Z_]+)"\)', "".join(p.read_text() for p in root.rglob("*.py"))))
+    names = set(re.findall(r'\benv\.get\("([A-Z_]+)"\)', "".join(p.read_text() for p in root.rglob("*.py"))))
     assert names <= set(env.VARS), names - set(env.VARS)
