@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start a Docker engine on a machine that has none running (CI, the embedded demo).
-# Installs Debian's docker.io when dockerd is missing. No bridge and no iptables: task
-# containers use network_mode "host" (Triton, MLflow on 127.0.0.1) or "none".
+# Installs Debian's docker.io when dockerd is missing. No default bridge: the demo's task
+# containers use network_mode "host" (Triton, MLflow on 127.0.0.1) or "none". iptables stays on:
+# it is what makes the team stack's internal networks internal.
 # Idempotent: does nothing when an engine already answers.
 # DOCKERD_STARTED_FILE: where to note the pid of a dockerd this call started (`make down`
 # stops that one, and never an engine that was already running).
@@ -17,7 +18,7 @@ if ! command -v dockerd >/dev/null; then
 fi
 LOG=${DOCKERD_LOG:-/var/log/social-tone-dockerd.log}
 # containerd is started by dockerd itself when not running
-setsid nohup dockerd --host "unix://$SOCK" --bridge=none --iptables=false --ip6tables=false \
+setsid nohup dockerd --host "unix://$SOCK" --bridge=none \
   >"$LOG" 2>&1 < /dev/null &
 if [ -n "${DOCKERD_STARTED_FILE:-}" ]; then mkdir -p "$(dirname "$DOCKERD_STARTED_FILE")"; echo $! > "$DOCKERD_STARTED_FILE"; fi
 for _ in $(seq 1 60); do

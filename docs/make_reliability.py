@@ -71,7 +71,7 @@ What else is covered, and where:
 | ids that differ only by Unicode normalisation or padding | different posts (the contract says so; nothing is normalised) | tests/test_validate.py::test_ids_that_differ_only_by_unicode_normalisation_or_padding_are_different_posts |
 | `tasks ingest` without `--validated` on a manifest naming `../` paths | validates first; nothing is read or written outside the drop and the dataset | tests/test_ingest.py::test_without_a_report_the_drop_is_validated_first_and_nothing_outside_is_touched |
 | code in an Airflow worker that asks Docker for a privileged container, the host's network or PID namespace, a bind of `/` (or of a link to it), another image, another container's environment, an archive or an exec | refused by the policy proxy with the reason; nothing is created; the api-server, scheduler, dag-processor and triggerer cannot reach the Docker API at all | tests/airflow/test_docker_policy.py, tests/team |
-| a task step that tries to change its image, gain a capability or reach the internet | read-only root filesystem, no capabilities, no-new-privileges, hard CPU/memory/pids limits; the `tasks` network is internal (isolated where the engine runs its iptables rules; not on an engine with `--iptables=false`) | tests/airflow/test_task_sandbox.py, tests/team |
+| a task step that tries to change its image, gain a capability or reach the internet | read-only root filesystem, no capabilities, no-new-privileges, hard CPU/memory/pids limits; the `tasks` network is internal: a listener beyond the machine's bridges answers a container on `edge` and not one on `tasks` (the engine's iptables rules; Docker < 25 keeps a default route that leads nowhere) | tests/airflow/test_task_sandbox.py, tests/team |
 """
 
 

@@ -233,18 +233,69 @@ def test_only_the_workers_reach_the_docker_api(stack):
     assert out.startswith("403") and "social-tone docker policy" in out, out
 
 
-def test_task_containers_are_on_an_internal_network_with_mlflow_and_triton(stack):
-    """The network the factory puts task containers on is internal, and MLflow and Triton answer
-    there by name. (Docker enforces `internal` with iptables: an engine started with
-    --iptables=false, as on this project's test machines, still gives the containers a default
-    route through the bridge; README "Security defaults" says so.)"""
+@pytest.fixture
+def outside_host():
+    """An address beyond the machine's Docker bridges, without leaving the machine: a network
+    namespace behind a veth pair, listening on TCP. A container reaches it only through its
+    default route and the engine's forwarding, as it would reach the internet."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("building a network namespace needs root and iproute2")
+    ns, veth, net = f"st-out-{os.getpid()}", f"stout{os.getpid() % 100000}", "10.253.77"
+    def ip(*a, check=True):
+        return sh("ip", *a, check=check)
+    ip("netns", "add", ns)
+    try:
+        ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        ip("addr", "add", f"{net}.1/30", "dev", veth)
+        ip("link", "set", veth, "up")
+        for a in (("addr", "add", f"{net}.2/30", "dev", "eth0"), ("link", "set", "eth0", "up"),
+                  ("link", "set", "lo", "up"), ("route", "add", "default", "via", f"{net}.1")):
+            ip("netns", "exec", ns, "ip", *a)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c",
+             "import socket\ns = socket.create_server(('0.0.0.0', 8765))\n"
+             "while True:\n c, _ = s.accept(); c.sendall(b'outside'); c.close()"])
+        time.sleep(1)
+        try:
+            yield f"{net}.2", 8765
+        finally:
+            server.kill()
+            server.wait()
+    finally:
+        ip("link", "del", veth, check=False)
+        ip("netns", "del", ns, check=False)
+
+
+def test_task_containers_are_on_an_internal_network_with_no_way_out(stack, outside_host):
+    """The network the factory puts task containers on is internal; MLflow and Triton answer
+    there by name, and an address outside the machine's bridges does not, while the same
+    address answers a container on the stack's non-internal network (so the probe can fail).
+    Docker before 25.0 still gives containers on an internal network a default route (moby
+    #46603 removed it); packets sent along it are dropped by the engine's isolation rules,
+    which is what this checks. On an engine >= 25 there must be no default route at all."""
     net = f"{PROJECT}_tasks"
     assert sh("docker", "network", "inspect", "-f", "{{.Internal}}", net).stdout.strip() == "true"
-    probe = ("import json, urllib.request; print(json.dumps({"
-             "'triton': urllib.request.urlopen('http://triton:8000/v2/health/live', timeout=10).status, "
-             "'mlflow': urllib.request.urlopen('http://mlflow:5000/health', timeout=10).status}))")
-    p = sh("docker", "run", "--rm", "--network", net, "social-tone/task:latest", "python3", "-c", probe)
-    assert json.loads(p.stdout.splitlines()[-1]) == {"triton": 200, "mlflow": 200}
+    host, port = outside_host
+    probe = ("import json, socket, urllib.request\n"
+             "def outside():\n try:\n  return socket.create_connection((%r, %d), timeout=5).recv(16).decode()\n"
+             " except OSError as e:\n  return type(e).__name__\n"
+             "routes = [l.split() for l in open('/proc/net/route').read().splitlines()[1:]]\n"
+             "out = {'outside': outside(), 'default_route': any(r[1] == '00000000' for r in routes)}\n"
+             "if %r:\n out['triton'] = urllib.request.urlopen('http://triton:8000/v2/health/live', timeout=10).status\n"
+             " out['mlflow'] = urllib.request.urlopen('http://mlflow:5000/health', timeout=10).status\n"
+             "print(json.dumps(out))")
+    def run(network, services):
+        p = sh("docker", "run", "--rm", "--network", network, "social-tone/task:latest", "python3", "-c",
+               probe % (host, port, services))
+        return json.loads(p.stdout.splitlines()[-1])
+    inside = run(net, True)
+    assert inside["triton"] == 200 and inside["mlflow"] == 200, inside
+    assert inside["outside"] != "outside", ("a container on the tasks network reached an address beyond the bridges: "
+                                            "does the engine run with --iptables=false?", inside)
+    major = int(sh("docker", "version", "-f", "{{.Server.Version}}").stdout.split(".")[0])
+    if major >= 25:
+        assert not inside["default_route"], inside
+    assert run(f"{PROJECT}_edge", False)["outside"] == "outside"
 
 
 def test_the_daily_dag_scores_and_monitors_two_days(stack):
