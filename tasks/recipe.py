@@ -52,6 +52,10 @@ class TrainConfig:
     depth: int = 2                 # residual blocks of the resmlp family
     dropout: float = 0.2
     pos_weight: float = 0.0        # 0: off; >0: per-class neg/pos ratio, capped at this value
+    loss: str = "bce"              # "bce" or "asl": the asymmetric loss (Ridnik et al., ICCV 2021) for rare
+                                   # labels: easy negatives (p < asl_clip) count nothing, the rest weigh p**asl_gamma
+    asl_gamma: float = 4.0         # the negatives' focusing exponent (the paper's gamma-; positives keep gamma+ = 0)
+    asl_clip: float = 0.05         # the negatives' probability margin (the paper's m)
     tune_thresholds: bool = True   # False: the seed's fixed 0.5
     loader: str = "tensor"         # "tensor" (in-memory slices) or "dataloader" (the seed's recipe)
     # ReduceLROnPlateau, torch's defaults as in the seed. With early-stopping patience 5 it rarely
@@ -83,6 +87,8 @@ class TrainConfig:
                              f"(got {cfg.candidates!r})")
         if cfg.standardize not in ("modality", "column", "none"):
             raise ValueError("standardize must be 'modality', 'column' or 'none'")
+        if cfg.loss not in ("bce", "asl") or cfg.asl_gamma < 0 or not 0 <= cfg.asl_clip < 1:
+            raise ValueError("loss must be 'bce' or 'asl' (asl_gamma >= 0, 0 <= asl_clip < 1)")
         if cfg.select_on not in ("f1", "loss"):
             raise ValueError("select_on must be 'f1' or 'loss'")
         if cfg.precision not in ("auto", "32", "bf16-mixed"):
@@ -165,6 +171,8 @@ KNOBS = (
     Knob("window_drops", "window_drops", "train on the latest N drops only (0: every drop)", form=True, minimum=0),
     Knob("dropout", "dropout", "dropout after the hidden layer", minimum=0),
     Knob("pos_weight", "pos_weight", "cap of per-class neg/pos loss weights (0: off)", minimum=0),
+    Knob("loss", "loss", "training loss: bce, or asl (asymmetric: easy negatives count less, for rare topics)",
+         form=True, choices=("bce", "asl")),
     Knob("patience", "patience", "early-stopping patience in epochs", minimum=1),
     Knob("seed", "seed", "training seed"),
     Knob("threads", "threads", "torch intra-op threads (0: torch's default)", minimum=0),

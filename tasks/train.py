@@ -112,6 +112,22 @@ def _tensors(d: ds.Dataset, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(d.read(idx)), torch.from_numpy(d.labels[idx].astype(np.float32))
 
 
+def asymmetric_loss(logits: torch.Tensor, y: torch.Tensor, gamma: float, clip: float,
+                    pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """ASL (Ridnik et al., ICCV 2021) with gamma+ = 0: a positive costs what it costs in BCE; a
+    negative's probability is shifted down by `clip` (below it, it costs nothing) and its log-loss
+    weighed by that shifted probability to the power `gamma`. Mean over elements, as BCE's."""
+    x = logits.float()
+    pos = nn.functional.logsigmoid(x)
+    if pos_weight is not None:
+        pos = pos * pos_weight
+    p = (torch.sigmoid(x) - clip).clamp(min=0)
+    # log(1 - p) from sigmoid(-x), exact where sigmoid(x) rounds to 1; >= log(clip) when clip > 0
+    log1m = nn.functional.logsigmoid(-x) if clip == 0 else torch.log((torch.sigmoid(-x) + clip).clamp(max=1))
+    neg = p.pow(gamma) * log1m
+    return -(y * pos + (1 - y) * neg).mean()
+
+
 class LitFusion(L.LightningModule):
     def __init__(self, model_cfg: mdl.ModelConfig, cfg: TrainConfig, pos_weight: torch.Tensor | None,
                  total_steps: int = 1):
@@ -119,7 +135,8 @@ class LitFusion(L.LightningModule):
         self.model = mdl.FusionMLP(model_cfg)
         self.cfg = cfg
         self.total_steps = total_steps  # the step budget a one-cycle schedule spans
-        self.loss = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        self.loss = nn.BCEWithLogitsLoss(pos_weight=pos_weight) if cfg.loss == "bce" else \
+            (lambda logits, y: asymmetric_loss(logits, y, cfg.asl_gamma, cfg.asl_clip, pos_weight))
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._loss_sum, self._loss_rows = 0.0, 0
 
@@ -383,7 +400,7 @@ class Fitted:
     def record(self) -> dict:
         return {"name": self.name, "family": self.model_cfg.family, "hidden": self.model_cfg.hidden,
                 "dropout": self.model_cfg.dropout, "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay,
-                "lr_schedule": self.cfg.lr_schedule, "parameters": self.parameters,
+                "lr_schedule": self.cfg.lr_schedule, "loss": self.cfg.loss, "parameters": self.parameters,
                 "val_macro_f1_tuned": self.score, "val_macro_f1_crossfit": self.crossfit,
                 "best_epoch": self.report.best_epoch, "dropped_early": self.report.dropped,
                 "epochs_run": len(self.report.history), "seconds": self.seconds,

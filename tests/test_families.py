@@ -163,3 +163,30 @@ def test_an_explicit_width_applies_to_every_candidate_and_0_keeps_each_ones_own(
     assert (given["strong"].hidden, given["mlp"].hidden, given["strong"].dropout) == (64, 64, 0.5)
     with pytest.raises(ValueError, match="hidden >= 0"):
         TrainConfig.from_overrides({"hidden": -1})
+
+
+def test_the_asymmetric_loss_is_bce_at_zero_and_ignores_easy_negatives():
+    from tasks.train import asymmetric_loss
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 7, generator=g) * 4, (torch.rand(64, 7, generator=g) < 0.2).float()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(x, y)
+    assert torch.allclose(asymmetric_loss(x, y, gamma=0.0, clip=0.0), bce, atol=1e-5)
+    # a negative below the margin costs nothing and pushes nothing; a hard one costs less than in BCE
+    x = torch.tensor([[-4.0, 3.0, 3.0]], requires_grad=True)  # p = 0.018, 0.95, 0.95
+    y = torch.tensor([[0.0, 0.0, 1.0]])
+    loss = asymmetric_loss(x, y, gamma=4.0, clip=0.05)
+    loss.backward()
+    assert x.grad[0, 0] == 0 and x.grad[0, 1] > 0 and x.grad[0, 2] < 0
+    assert loss < torch.nn.functional.binary_cross_entropy_with_logits(x.detach(), y)
+    # the positive's term is BCE's, whatever gamma and clip
+    assert torch.allclose(asymmetric_loss(x[:, 2:].detach(), y[:, 2:], 4.0, 0.05),
+                          torch.nn.functional.binary_cross_entropy_with_logits(x[:, 2:].detach(), y[:, 2:]))
+
+
+def test_a_run_trains_with_the_asymmetric_loss_and_says_so(drop):
+    run = drop / "run-asl"
+    train([drop / "d"], run, TrainConfig(max_epochs=2, candidates="mlp", hidden=32, loss="asl"), tracking_uri="none")
+    summary = RunDir(run).summary()
+    assert [c["loss"] for c in summary["candidates"]] == ["asl"]
+    with pytest.raises(ValueError, match="loss must be"):
+        TrainConfig.from_overrides({"loss": "focal"})
