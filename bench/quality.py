@@ -14,20 +14,25 @@ test rows):
   only:X    the default recipe with one candidate alone (tasks/recipe.py CANDIDATES), one row each
   ensemble  ENSEMBLE's candidates with `--ensemble`: the mean of their probabilities contends in the
             selection (the "kept" column says whether it won)
+  variant:X `tasks train` with the flags of `--variant X=FLAGS` (e.g. the asymmetric loss)
 
 Every trained row is exported to ONNX (`tasks export-onnx`, parity-checked) and its serving cost
 measured: in-process ONNX Runtime rows/s at batch 1024 on this machine's threads.
 
 Sets (bench/devsets.py builds the real ones): `debtags` (Debian packages' descriptions and
 tags: real labels, text view only), `dep11` (Debian's desktop applications: icons and
-descriptions, freedesktop categories; small and very imbalanced) and `synthetic` (the
-full-size WarCov-like drop, 70,252 rows: plumbing and speed, not a quality claim).
+descriptions, freedesktop categories; small and very imbalanced), each with its text embedded
+by all-MiniLM-L6-v2 (384-d) and, as `<set>-mpnet`, by all-mpnet-base-v2 (768-d, the product's
+text dimension), and `synthetic` (the full-size WarCov-like drop, 70,252 rows: plumbing and
+speed, not a quality claim).
 
     python bench/quality.py [--sets debtags dep11 synthetic] [--before 493dc09] [--json out.json]
+                            [--alone strong wide ...] [--variant asl='--candidates strong --loss asl']
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import json
 import os
 import platform
@@ -115,7 +120,8 @@ def seed_config(code: Path, work: Path) -> Path:
     return path
 
 
-def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[str]) -> list[dict]:
+def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[str],
+            variants: dict[str, list[str]] | None = None) -> list[dict]:
     """The seed recipe runs on the `before` commit's code when there is one: the seed's
     Lightning module (torch's Adam and Dropout, a logged loss every step), so that the reference
     does not get faster with this commit's training loop; every run is evaluated by this commit."""
@@ -123,6 +129,7 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[
     seed_code = before or REPO
     recipes = {"default": (REPO, []), "seed": (seed_code, ["--config", seed_config(seed_code, work)])}
     recipes.update({f"only:{f}": (REPO, ["--candidates", f]) for f in alone})
+    recipes.update({f"variant:{k}": (REPO, v) for k, v in (variants or {}).items()})
     recipes["ensemble"] = (REPO, ENSEMBLE)
     if before is not None:
         recipes["before"] = (before, [])
@@ -158,12 +165,14 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sets", nargs="+", default=["debtags", "dep11", "synthetic"])
+    ap.add_argument("--sets", nargs="+", default=["debtags", "debtags-mpnet", "dep11", "dep11-mpnet", "synthetic"])
     ap.add_argument("--before", default="493dc09", help="git ref whose defaults are 'before' ('' to skip)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cost-only", action="store_true", help="only the ensemble's serving cost (interleaved)")
     ap.add_argument("--alone", nargs="*", default=None,
                     help="candidates to train alone, a row each (default: every one in tasks/recipe.py CANDIDATES)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                    help="one more row: `tasks train` with these flags, e.g. asl='--candidates strong --loss asl'")
     args = ap.parse_args()
     if args.cost_only:
         print(json.dumps(ensemble_cost(), indent=2))
@@ -171,6 +180,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     from tasks.recipe import CANDIDATES
     alone = list(CANDIDATES) if args.alone is None else args.alone
+    variants = {k: shlex.split(v) for k, _, v in (x.partition("=") for x in args.variant)}
     sys.path.insert(0, str(REPO / "bench"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
@@ -187,7 +197,7 @@ def main() -> int:
                 else:
                     import devsets
                     data = devsets.BUILDERS[name](devsets.CACHE / "devsets" / name)
-                rows += run_set(name, data, work, before, alone)
+                rows += run_set(name, data, work, before, alone, variants)
         finally:
             if before is not None:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)],
