@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 FAMILIES = ("mlp", "lnmlp", "resmlp", "linear")  # tasks/model.py builds each (kept here: stdlib only, for the form)
+LOSSES = ("bce", "asl")  # tasks/train.py: BCEWithLogitsLoss, asymmetric_loss
 # What `candidates` may name: a family with the width it is tried at (a run's explicit `hidden`
 # replaces every candidate's); "mlp", "lnmlp" and "resmlp" take the run's dropout; "wide" is the
 # mlp at the width that won on the real text set (docs/benchmarks.md).
@@ -87,8 +88,8 @@ class TrainConfig:
                              f"(got {cfg.candidates!r})")
         if cfg.standardize not in ("modality", "column", "none"):
             raise ValueError("standardize must be 'modality', 'column' or 'none'")
-        if cfg.loss not in ("bce", "asl") or cfg.asl_gamma < 0 or not 0 <= cfg.asl_clip < 1:
-            raise ValueError("loss must be 'bce' or 'asl' (asl_gamma >= 0, 0 <= asl_clip < 1)")
+        if cfg.loss not in LOSSES or cfg.asl_gamma < 0 or not 0 <= cfg.asl_clip < 1:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)} (asl_gamma >= 0, 0 <= asl_clip < 1)")
         if cfg.select_on not in ("f1", "loss"):
             raise ValueError("select_on must be 'f1' or 'loss'")
         if cfg.precision not in ("auto", "32", "bf16-mixed"):
@@ -172,7 +173,7 @@ KNOBS = (
     Knob("dropout", "dropout", "dropout after the hidden layer", minimum=0),
     Knob("pos_weight", "pos_weight", "cap of per-class neg/pos loss weights (0: off)", minimum=0),
     Knob("loss", "loss", "training loss: bce, or asl (asymmetric: easy negatives count less, for rare topics)",
-         form=True, choices=("bce", "asl")),
+         form=True, choices=LOSSES),
     Knob("patience", "patience", "early-stopping patience in epochs", minimum=1),
     Knob("seed", "seed", "training seed"),
     Knob("threads", "threads", "torch intra-op threads (0: torch's default)", minimum=0),
