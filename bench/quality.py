@@ -32,10 +32,10 @@ speed, not a quality claim).
 from __future__ import annotations
 
 import argparse
-import shlex
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
