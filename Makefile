@@ -76,7 +76,7 @@ test-airflow: venv airflow-venv images
 	SOCIAL_TONE_TASKS_PYTHON=$(PY) $(AF_PY) -m pytest -q --confcutdir=tests/airflow tests/airflow
 
 bench-train: venv
-	$(PY) bench/train_speed.py --repeats 2
+	$(PY) bench/train_speed.py --repeats 5 --json bench/results/train-speed.json
 
 # real dev sets (bench/devsets.py builds them once into ~/.cache/social-tone/devsets) + synthetic
 bench-quality: venv

@@ -58,14 +58,19 @@ class Standardize(nn.Module):
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout with the mask drawn by torch.rand: the same rule (zero with probability p,
-    scale the rest by 1/(1-p)), 2.5x faster on CPU than torch's bernoulli kernel, which took
-    as long as the linear layers (bench: 6.6 vs 2.7 ms on 512x1024, forward and backward)."""
+    """nn.Dropout's rule (zero with probability p, scale the rest up) with a cheaper mask: one
+    random byte an element, drawn four to an int32, so p is rounded to a multiple of 1/256 (0.2
+    -> 0.199, 0.5 exact) and the scale is that rate's. torch's bernoulli kernel took as long as
+    the linear layers, and torch.rand an eighth of a training step; this is half of torch.rand's
+    cost (bench: 512x1024 forward and backward, 1.7 ms vs 3.8 ms)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
+        drop = min(round(self.p * 256), 255)
+        if not self.training or drop == 0:
             return x
-        return x * ((torch.rand(x.shape) >= self.p).to(x.dtype) / (1 - self.p))
+        n = x.numel()
+        byte = torch.randint(-2 ** 31, 2 ** 31, ((n + 3) // 4,), dtype=torch.int32).view(torch.uint8)[:n]
+        return x * (byte.view(x.shape) >= drop).to(x.dtype).mul_(256 / (256 - drop))
 
 
 class Residual(nn.Module):

@@ -88,6 +88,8 @@ class TrainConfig:
                              f"(got {cfg.candidates!r})")
         if cfg.standardize not in ("modality", "column", "none"):
             raise ValueError("standardize must be 'modality', 'column' or 'none'")
+        if not 0 <= cfg.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1) (got {cfg.dropout})")
         if cfg.loss not in LOSSES or cfg.asl_gamma < 0 or not 0 <= cfg.asl_clip < 1:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)} (asl_gamma >= 0, 0 <= asl_clip < 1)")
         if cfg.select_on not in ("f1", "loss"):

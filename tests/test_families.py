@@ -190,3 +190,25 @@ def test_a_run_trains_with_the_asymmetric_loss_and_says_so(drop):
     assert [c["loss"] for c in summary["candidates"]] == ["asl"]
     with pytest.raises(ValueError, match="loss must be"):
         TrainConfig.from_overrides({"loss": "focal"})
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout_zeroes_at_its_rate_keeps_the_mean_and_is_seeded(p):
+    x = torch.ones(511, 1025)  # not a multiple of 4 elements: the last int32 of the mask is partly used
+    drop = mdl.Dropout(p).train()
+    torch.manual_seed(0)
+    y = drop(x)
+    zero = (y == 0).float().mean().item()
+    assert abs(zero - p) < 0.005                      # 524k draws: the rate's standard error is < 0.001
+    assert abs(y.mean().item() - 1) < 0.01            # kept values are scaled up by the exact kept fraction
+    assert set(torch.unique(y).tolist()) == {0.0, y.max().item()}
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)                    # the training seed decides the masks
+    assert not torch.equal(drop(x), y)
+    assert torch.equal(drop.eval()(x), x) and torch.equal(mdl.Dropout(0).train()(x), x)
+
+
+def test_dropout_outside_zero_to_one_is_refused():
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="dropout"):
+            TrainConfig.from_overrides({"dropout": bad})
