@@ -1,0 +1,85 @@
+"""How much of a one-run quality comparison is the training seed: test macro-F1 of candidates
+trained alone with several seeds, and of the mean probability of all of them per seed (the
+`ensemble` model of tasks/train.py, thresholds tuned on val as train tunes them).
+
+bench/quality.py compares recipes in one run at one seed; on a small test split (dep11: 1,890
+rows in all) the seed alone moves a recipe's score by a few hundredths, more than the 0.005 that
+issue 23's bar allows between the default and the best single family. This measures that spread.
+
+    python bench/seed_spread.py [--sets dep11 dep11-mpnet debtags] [--seeds 42,1,2,3]
+                                [--candidates strong,wide] [--work DIR] [--json out.json]
+
+Each (set, candidate, seed) is one `train` of this code into --work (kept: a rerun reuses it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tasks import dataset as ds, metrics, model as mdl
+from tasks.split import TEST, VAL
+from tasks.train import TrainConfig, train
+
+DEVSETS = Path.home() / ".cache" / "social-tone" / "devsets"
+
+
+def run(data: Path, work: Path, candidate: str, seed: int) -> Path:
+    out = work / data.name / f"{candidate}-{seed}"
+    if not (out / "thresholds.json").exists():
+        train([data], out, TrainConfig(candidates=candidate, seed=seed), tracking_uri="none")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sets", nargs="+", default=["dep11", "dep11-mpnet", "debtags"])
+    ap.add_argument("--seeds", default="42,1,2,3")
+    ap.add_argument("--candidates", default="strong,wide")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/social-tone-seed-spread"))
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    seeds, names = [int(s) for s in args.seeds.split(",")], args.candidates.split(",")
+    rows = []
+    for name in args.sets:
+        data = DEVSETS / name
+        d = ds.load([data])
+        part = {w: d.part(w) for w in (VAL, TEST)}
+        for seed in seeds:
+            row, proba = {"set": name, "seed": seed}, {}
+            for c in names:
+                out = run(data, args.work, c, seed)
+                model = mdl.load(out)
+                thr = np.asarray(json.loads((out / "thresholds.json").read_text())["thresholds"])
+                proba[c] = {w: mdl.predict_proba(model, part[w][0], part[w][1]) for w in (VAL, TEST)}
+                row[c] = metrics.macro_f1(part[TEST][2], proba[c][TEST], thr)
+            mean = {w: np.mean([proba[c][w] for c in names], axis=0) for w in (VAL, TEST)}
+            row["ensemble"] = metrics.macro_f1(part[TEST][2], mean[TEST],
+                                               metrics.tune_thresholds(part[VAL][2], mean[VAL]).thresholds)
+            rows.append(row)
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    print(f"\ntest macro-F1 over seeds {args.seeds} (mean, sd, min-max); "
+          f"torch {torch.__version__}, python {sys.version.split()[0]}, {platform.machine()}")
+    summary = {}
+    for name in args.sets:
+        for c in [*names, "ensemble"]:
+            v = np.array([r[c] for r in rows if r["set"] == name])
+            summary[f"{name}/{c}"] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                                      "min": float(v.min()), "max": float(v.max())}
+            s = summary[f"{name}/{c}"]
+            print(f"{name:12s} {c:9s} {s['mean']:.4f} sd {s['sd']:.4f} ({s['min']:.4f}-{s['max']:.4f})")
+    if args.json:
+        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows, "summary": summary},
+                                        indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
