@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)
 # ignored"): hundreds of harmless lines, filtered out (pip's own exit status is kept)
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; test $${PIPESTATUS[0]} -eq 0
 
-.PHONY: venv airflow-venv engine images demo down clean lint test test-tasks test-airflow bench-train bench-quality bench-memory bench-serving bench-d2s bench-alerts fuzz gpu-smoke team-up team-down team-test clean-venv
+.PHONY: venv airflow-venv engine images demo down clean lint test test-tasks test-airflow bench-train bench-quality bench-seeds bench-memory bench-serving bench-d2s bench-alerts fuzz gpu-smoke team-up team-down team-test clean-venv
 
 # (+ Triton's C++ onnxruntime backend for this venv's ONNX Runtime: a stamp check when built)
 venv: $(VENV)/.complete
@@ -81,6 +81,9 @@ bench-train: venv
 # real dev sets (bench/devsets.py builds them once into ~/.cache/social-tone/devsets) + synthetic
 bench-quality: venv
 	PYTHONPATH=. $(PY) bench/quality.py --json bench/results/quality.json
+
+bench-seeds: venv
+	PYTHONPATH=. $(PY) bench/seed_spread.py --json bench/results/seed-spread.json
 
 bench-memory: venv
 	PYTHONPATH=. $(PY) bench/train_memory.py --drops 1 10 --compare-ref 493dc09 --json bench/results/train-memory.json

@@ -221,11 +221,12 @@ def main() -> int:
     for name in dict.fromkeys(r["set"] for r in rows):
         got = {r["recipe"]: r["macro_f1"] for r in rows if r["set"] == name}
         single = max((k for k in got if k.startswith("only:")), key=got.get, default="default")
-        b, e = got.get("before", float("nan")), got.get("ensemble", float("nan"))
+        e = got.get("ensemble", float("nan"))
+        before = f"{got['default'] - got['before']:+.4f}" if "before" in got else "-"  # --before '': no such row
         met = got["default"] - got["baseline"] >= 0.02 and got["default"] - got[single] >= -0.005
         print(f"| {name} | {got['default']:.4f} | {got['baseline']:.4f} | {got['default'] - got['baseline']:+.4f} "
               f"| {single} {got[single]:.4f} | {got['default'] - got[single]:+.4f} | {e:.4f} "
-              f"| {got['default'] - b:+.4f} | {'yes' if met else 'no'} |")
+              f"| {before} | {'yes' if met else 'no'} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
