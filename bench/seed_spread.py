@@ -23,16 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from devsets import CACHE  # bench/devsets.py: where it builds the sets
 from tasks import dataset as ds, metrics, model as mdl
+from tasks.rundir import RunDir
 from tasks.split import TEST, VAL
 from tasks.train import TrainConfig, train
-
-DEVSETS = Path.home() / ".cache" / "social-tone" / "devsets"
 
 
 def run(data: Path, work: Path, candidate: str, seed: int) -> Path:
     out = work / data.name / f"{candidate}-{seed}"
-    if not (out / "thresholds.json").exists():
+    if not out.exists():  # train writes the run dir whole or not at all
         train([data], out, TrainConfig(candidates=candidate, seed=seed), tracking_uri="none")
     return out
 
@@ -49,7 +49,7 @@ def main() -> int:
     seeds, names = [int(s) for s in args.seeds.split(",")], args.candidates.split(",")
     rows = []
     for name in args.sets:
-        data = DEVSETS / name
+        data = CACHE / "devsets" / name
         d = ds.load([data])
         part = {w: d.part(w) for w in (VAL, TEST)}
         for seed in seeds:
@@ -57,7 +57,7 @@ def main() -> int:
             for c in names:
                 out = run(data, args.work, c, seed)
                 model = mdl.load(out)
-                thr = np.asarray(json.loads((out / "thresholds.json").read_text())["thresholds"])
+                thr = np.asarray(RunDir(out).thresholds()["thresholds"])
                 proba[c] = {w: mdl.predict_proba(model, part[w][0], part[w][1]) for w in (VAL, TEST)}
                 row[c] = metrics.macro_f1(part[TEST][2], proba[c][TEST], thr)
             mean = {w: np.mean([proba[c][w] for c in names], axis=0) for w in (VAL, TEST)}

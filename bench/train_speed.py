@@ -29,6 +29,7 @@ from tasks import dataset as ds
 from tasks import metrics, model as mdl, synth
 from tasks.split import TEST
 from tasks.recipe import SEED_RECIPE
+from tasks.rundir import RunDir
 from tasks.train import TrainConfig, train
 
 RECIPES = {
@@ -41,7 +42,7 @@ def test_f1(run: Path, data: Path) -> tuple[float, float]:
     d = ds.load([data])
     img, txt, y = d.part(TEST)
     proba = mdl.predict_proba(mdl.load(run), img, txt)
-    thr = np.asarray(json.loads((run / "thresholds.json").read_text())["thresholds"])
+    thr = np.asarray(RunDir(run).thresholds()["thresholds"])
     return metrics.macro_f1(y, proba, thr), metrics.macro_f1(y, proba, 0.5)
 
 
