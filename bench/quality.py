@@ -73,10 +73,10 @@ def serve_rate(onnx_path: Path, batch: int = 1024, seconds: float = 2.0) -> floa
 
 
 def ensemble_cost(img_dim: int = 512, txt_dim: int = 768, n_labels: int = 50, rounds: int = 7) -> dict:
-    """Serving cost of the ensemble contender (strong + wide + mlp, one graph) against the default
-    (strong alone): both exported through tasks.export_onnx, rows/s in ONNX Runtime at batch 1024
-    measured in alternating rounds (a shared machine's noise hits both alike). Weights do not
-    change the arithmetic: the models are freshly initialised."""
+    """Serving cost of what the default may serve (strong alone, or the strong+wide ensemble, one
+    graph) and of the ENSEMBLE row's three members: each exported through tasks.export_onnx,
+    rows/s in ONNX Runtime at batch 1024 measured in alternating rounds (a shared machine's noise
+    hits all alike). Weights do not change the arithmetic: the models are freshly initialised."""
     import statistics
     sys.path.insert(0, str(REPO))
     from tasks import model as mdl
@@ -86,16 +86,17 @@ def ensemble_cost(img_dim: int = 512, txt_dim: int = 768, n_labels: int = 50, ro
         c = CANDIDATES[name]
         return mdl.FusionMLP(mdl.ModelConfig(img_dim, txt_dim, n_labels, c.get("hidden", 256), c.get("dropout", 0.2),
                                              c["family"], standardize=True))
+    graphs = {"strong": ["strong"], "strong+wide": ["strong", "wide"], "strong+wide+mlp": ["strong", "wide", "mlp"]}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {"default (strong)": Path(tmp) / "strong.onnx", "ensemble (strong+wide+mlp)": Path(tmp) / "e.onnx"}
-        export(build("strong"), paths["default (strong)"])
-        export(mdl.ensemble_of([build(n) for n in ("strong", "wide", "mlp")]), paths["ensemble (strong+wide+mlp)"])
+        paths = {k: Path(tmp) / f"{k}.onnx" for k in graphs}
+        for k, names in graphs.items():
+            export(build(names[0]) if len(names) == 1 else mdl.ensemble_of([build(n) for n in names]), paths[k])
         rates = {k: [] for k in paths}
         for r in range(rounds):
             for k in (list(paths) if r % 2 == 0 else list(paths)[::-1]):
                 rates[k].append(serve_rate(paths[k], seconds=1.0))
     med = {k: statistics.median(v) for k, v in rates.items()}
-    return {"rows_s": med, "ensemble_over_default": med["ensemble (strong+wide+mlp)"] / med["default (strong)"]}
+    return {"rows_s": med, **{f"{k}_over_strong": med[k] / med["strong"] for k in graphs if k != "strong"}}
 
 
 def synthetic() -> Path:

@@ -7,9 +7,13 @@ rows in all) the seed alone moves a recipe's score by a few hundredths, more tha
 issue 23's bar allows between the default and the best single family. This measures that spread.
 
     python bench/seed_spread.py [--sets dep11 dep11-mpnet debtags] [--seeds 42,1,2,3]
-                                [--candidates strong,wide] [--work DIR] [--json out.json]
+                                [--candidates strong,wide] [--select] [--work DIR] [--json out.json]
 
 Each (set, candidate, seed) is one `train` of this code into --work (kept: a rerun reuses it).
+With --select, each (set, seed) is also trained with all the candidates in one run, as
+`tasks train --candidates ...` does it: the "selected" column is the test macro-F1 of what its
+selection kept (a candidate or the ensemble; "kept" names it). A candidate trains from its seed
+alone, so the members of that run are the single runs' models.
 """
 from __future__ import annotations
 
@@ -30,11 +34,17 @@ from tasks.split import TEST, VAL
 from tasks.train import TrainConfig, train
 
 
-def run(data: Path, work: Path, candidate: str, seed: int) -> Path:
-    out = work / data.name / f"{candidate}-{seed}"
+def run(data: Path, work: Path, candidates: str, seed: int) -> Path:
+    out = work / data.name / f"{candidates.replace(',', '+')}-{seed}"
     if not out.exists():  # train writes the run dir whole or not at all
-        train([data], out, TrainConfig(candidates=candidate, seed=seed), tracking_uri="none")
+        train([data], out, TrainConfig(candidates=candidates, seed=seed), tracking_uri="none")
     return out
+
+
+def test_f1(out: Path, part: dict) -> tuple[np.ndarray, float]:
+    """(probabilities, macro-F1 at the run's thresholds) on the test split."""
+    proba = mdl.predict_proba(mdl.load(out), part[TEST][0], part[TEST][1])
+    return proba, metrics.macro_f1(part[TEST][2], proba, np.asarray(RunDir(out).thresholds()["thresholds"]))
 
 
 def main() -> int:
@@ -42,6 +52,7 @@ def main() -> int:
     ap.add_argument("--sets", nargs="+", default=["dep11", "dep11-mpnet", "debtags"])
     ap.add_argument("--seeds", default="42,1,2,3")
     ap.add_argument("--candidates", default="strong,wide")
+    ap.add_argument("--select", action="store_true", help="also train the candidates together (train's selection)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/social-tone-seed-spread"))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -56,20 +67,22 @@ def main() -> int:
             row, proba = {"set": name, "seed": seed}, {}
             for c in names:
                 out = run(data, args.work, c, seed)
-                model = mdl.load(out)
-                thr = np.asarray(RunDir(out).thresholds()["thresholds"])
-                proba[c] = {w: mdl.predict_proba(model, part[w][0], part[w][1]) for w in (VAL, TEST)}
-                row[c] = metrics.macro_f1(part[TEST][2], proba[c][TEST], thr)
+                proba[c] = {VAL: mdl.predict_proba(mdl.load(out), part[VAL][0], part[VAL][1])}
+                proba[c][TEST], row[c] = test_f1(out, part)
             mean = {w: np.mean([proba[c][w] for c in names], axis=0) for w in (VAL, TEST)}
             row["ensemble"] = metrics.macro_f1(part[TEST][2], mean[TEST],
                                                metrics.tune_thresholds(part[VAL][2], mean[VAL]).thresholds)
+            if args.select and len(names) > 1:
+                out = run(data, args.work, args.candidates, seed)
+                row["selected"] = test_f1(out, part)[1]
+                row["kept"] = RunDir(out).summary()["candidate"]
             rows.append(row)
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     print(f"\ntest macro-F1 over seeds {args.seeds} (mean, sd, min-max); "
           f"torch {torch.__version__}, python {sys.version.split()[0]}, {platform.machine()}")
     summary = {}
     for name in args.sets:
-        for c in [*names, "ensemble"]:
+        for c in [*names, "ensemble", *(["selected"] if args.select and len(names) > 1 else [])]:
             v = np.array([r[c] for r in rows if r["set"] == name])
             summary[f"{name}/{c}"] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
                                       "min": float(v.min()), "max": float(v.max())}

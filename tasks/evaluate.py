@@ -153,8 +153,8 @@ def model_card(result: dict, summary: dict, thresholds: dict) -> str:
     model_cfg = mdl.ModelConfig(**summary["model"])
     tried = summary.get("candidates") or []
     selection = ("; ".join(f"{t['name']} {t.get('val_macro_f1_crossfit') or t['val_macro_f1_tuned']:.4f}" for t in tried)
-                 + f" -> kept {summary.get('candidate')} (cross-fitted thresholds; the fewest parameters within "
-                 f"{p.get('select_margin', 0):g} of the best)") if len(tried) > 1 else "one candidate, no selection"
+                 + f" -> kept {summary.get('candidate')} (cross-fitted thresholds; within "
+                 f"{p.get('select_margin', 0):g} of the best, the ensemble, else the fewest parameters)") if len(tried) > 1 else "one candidate, no selection"
     unsupported = c.get("unsupported_labels", [])
     return f"""# Model card: social-tone topic classifier
 

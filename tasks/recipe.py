@@ -38,12 +38,14 @@ class TrainConfig:
     weight_decay: float = 0.0      # AdamW's decoupled weight decay (0: plain Adam, the seed's)
     lr_schedule: str = "plateau"   # "plateau" (ReduceLROnPlateau on val loss, the seed's) or "onecycle" (up to lr
                                    # over the first 10% of the step budget, then cosine down)
-    candidates: str = "strong"     # comma-separated CANDIDATES, trained in order; which is kept: train.select
+    candidates: str = "strong,wide"  # comma-separated CANDIDATES, trained in order; which is kept: train.select
+                                   # (the two and their mean: the mean is best on every real set on average)
     select_seconds: int = 1800     # a candidate starts only while the run has spent less than this
     ensemble: int = 3              # >= 2: the mean probability of the best N candidates contends in the selection
-                                   # (one ONNX graph; it costs no training, and wins only by more than select_margin)
-    select_margin: float = 0.003   # candidates within this of the best (cross-fitted val macro-F1): the one with
-                                   # the fewest parameters is kept (a difference that small is noise on val)
+                                   # (one ONNX graph; it costs no training, and is kept within select_margin of the best)
+    select_margin: float = 0.003   # contenders within this of the best (cross-fitted val macro-F1): the ensemble is
+                                   # kept, else the fewest parameters (a difference that small is noise on val)
+    select_splits: int = 8         # the cross-fitted score is the mean over this many seeded halvings of val
     race_margin: float = 0.05      # a later candidate trailing the best so far by more than this (val macro-F1) ...
     race_steps: int = 300          # ... after this many steps stops early (0 margin: every candidate trains fully)
     family: str = "mlp"            # the model family of a single run (each candidate sets its own)
@@ -98,8 +100,8 @@ class TrainConfig:
             raise ValueError("precision must be 'auto', '32' or 'bf16-mixed'")
         if cfg.batch_size < 1 or cfg.max_epochs < 0 or cfg.budget_steps < 1 or cfg.lr <= 0 or cfg.cache_mb < 0 or cfg.check_rows < 1 \
                 or cfg.window_drops < 0 or cfg.select_seconds < 1 or cfg.race_margin < 0 or cfg.race_steps < 0 \
-                or cfg.select_margin < 0 or cfg.ensemble < 0 or cfg.hidden < 0:
-            raise ValueError("batch_size, budget_steps, lr, check_rows and select_seconds must be positive; "
+                or cfg.select_margin < 0 or cfg.ensemble < 0 or cfg.hidden < 0 or cfg.select_splits < 1:
+            raise ValueError("batch_size, budget_steps, lr, check_rows, select_seconds and select_splits must be positive; "
                              "max_epochs, cache_mb, window_drops, race_margin, race_steps, select_margin, ensemble and hidden >= 0")
         return cfg
 

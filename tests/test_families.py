@@ -165,6 +165,16 @@ def test_an_explicit_width_applies_to_every_candidate_and_0_keeps_each_ones_own(
         TrainConfig.from_overrides({"hidden": -1})
 
 
+def test_the_default_trains_two_candidates_so_their_ensemble_contends():
+    """The default is strong and wide (their mean was the best on every real set on average,
+    docs/benchmarks.md); the selection scores each over several halvings of val."""
+    cfg = TrainConfig()
+    assert [n for n, _ in cfg.candidate_configs()] == ["strong", "wide"] and cfg.ensemble >= 2
+    assert cfg.select_splits > 1
+    with pytest.raises(ValueError, match="select_splits must be positive"):
+        TrainConfig.from_overrides({"select_splits": 0})
+
+
 def test_the_asymmetric_loss_is_bce_at_zero_and_ignores_easy_negatives():
     from tasks.train import asymmetric_loss
     g = torch.Generator().manual_seed(0)

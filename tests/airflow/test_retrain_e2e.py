@@ -251,7 +251,8 @@ def test_retrain_now_on_the_current_dataset_with_params_from_the_ui(stack):
     assert dr.state == "success" and states["promote"] == "success", states
     run = Path(champion(data)["run"])
     assert run.parent.name.endswith("-retrain-now") and champion(data)["triton_version"] == 4
-    assert json.loads((run / "model_config.json").read_text())["hidden"] == 64  # the form's value
+    served = json.loads((run / "model_config.json").read_text())  # the form's width, in every member if an ensemble
+    assert {m["hidden"] for m in served["members"] or [served]} == {64}, served
     s = serving(grpc, data)
     assert s["ready"] == [4] and s["max_abs_diff"] <= 1e-5
     # served by Triton's C++ onnxruntime backend: the Python stub only with the fallback setting
