@@ -409,7 +409,8 @@ class Fitted:
 
 def select(tried: list[Fitted], d: ds.Dataset, margin: float, seed: int, ensemble: int, splits: int) \
         -> tuple[Fitted, list[Fitted]]:
-    """The candidate to keep, and every contender scored. Each is scored on val with
+    """The model to keep, and every candidate with weights (a candidate the race stopped is
+    listed, not scored). Each is scored on val with
     cross-fitted thresholds (never tuned on the rows they score; the mean over `splits` seeded
     halvings, the same for every contender); with `ensemble` >= 2, the mean
     of the best `ensemble` candidates' probabilities contends too (it costs no training). Of
@@ -417,31 +418,32 @@ def select(tried: list[Fitted], d: ds.Dataset, margin: float, seed: int, ensembl
     parameters: a difference that small is noise (`pick`)."""
     if len(tried) == 1:
         return tried[0], tried
-    for f in tried:
-        if f.report.best_state is not None:
-            f.val = predict_split(f.model, d, VAL)
-            f.crossfit = metrics.crossfit_macro_f1(*f.val, seed=seed, splits=splits)
-    scored = [f for f in tried if f.crossfit is not None]
-    whole = [f for f in scored if not f.report.dropped]  # a candidate the race stopped is no member
-    if ensemble >= 2 and len(whole) >= 2:
-        top = sorted(whole, key=lambda f: -f.crossfit)[:ensemble]
+    listed = [f for f in tried if f.report.best_state is not None]
+    # a candidate the race stopped is no contender and no member: it is listed, not scored
+    contenders = [f for f in listed if not f.report.dropped]
+    for f in contenders:
+        f.val = predict_split(f.model, d, VAL)
+        f.crossfit = metrics.crossfit_macro_f1(*f.val, seed=seed, splits=splits)
+    if ensemble >= 2 and len(contenders) >= 2:
+        top = sorted(contenders, key=lambda f: -f.crossfit)[:ensemble]
         model = mdl.ensemble_of([f.model for f in top])
         e = Fitted("ensemble", model, top[0].report, model.cfg, top[0].cfg, top[0].max_epochs, top[0].patience,
                    sum(f.seconds for f in top), members=tuple(f.name for f in top))
         e.val = (top[0].val[0], np.mean([f.val[1] for f in top], axis=0, dtype=np.float32))
         e.crossfit = metrics.crossfit_macro_f1(*e.val, seed=seed, splits=splits)
         e.tuned = metrics.macro_f1(*e.val, metrics.tune_thresholds(*e.val).thresholds)
-        scored.append(e)
-    return scored[pick([f.crossfit for f in scored], [f.parameters for f in scored], margin,
-                       ensemble=len(scored) - 1 if scored[-1].members else None)], scored
+        contenders, listed = contenders + [e], listed + [e]
+    best = contenders[pick([f.crossfit for f in contenders], [f.parameters for f in contenders], margin,
+                           ensemble=len(contenders) - 1 if contenders[-1].members else None)]
+    return best, listed
 
 
 def pick(scores: list[float], sizes: list[int], margin: float, ensemble: int | None = None) -> int:
     """Index of the model to keep among those scoring within `margin` of the best: the ensemble
     (index `ensemble`) if it is among them, else the smallest (ties: the higher score, then the
-    earlier one). The ensemble is no choice among noisy scores but the mean of every candidate,
-    and it was ahead of its better member on test in 9 of 12 (set, seed) pairs while its val
-    lead was inside the margin (docs/benchmarks.md, fourth pass)."""
+    earlier one). The ensemble is no choice among noisy scores but the mean of the candidates;
+    on test it was ahead of its better member in 9 of 12 (set, seed) pairs (docs/benchmarks.md,
+    fourth pass)."""
     top = max(scores)
     near = [i for i, s in enumerate(scores) if s >= top - margin]
     return min(near, key=lambda i: (i != ensemble, sizes[i], -scores[i], i))

@@ -87,6 +87,8 @@ def test_a_later_candidate_far_behind_stops_early(drop, tmp_path):
     assert later["val_macro_f1_tuned"] < first["val_macro_f1_tuned"] - 1e-4, "the example must trail"
     assert later["dropped_early"] and later["epochs_run"] == 1 and not first["dropped_early"]
     assert s["candidate"] == "linear"
+    # no contender: listed, not scored (16 threshold tunings saved), and no ensemble member
+    assert later["val_macro_f1_crossfit"] is None and first["val_macro_f1_crossfit"] is not None
     s = train([drop / "d"], tmp_path / "r2", TrainConfig(**{**cfg, "race_margin": 0}), tracking_uri="none")
     assert not s["candidates"][1]["dropped_early"] and s["candidates"][1]["epochs_run"] == 6
 
