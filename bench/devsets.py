@@ -212,16 +212,22 @@ def write_set(out: Path, ids: list[str], texts: list[str], tags: list[set[str]],
     return out
 
 
-def build_debtags(out: Path, encoder: str = "minilm") -> Path:
+def build_text_only(out: Path, rows, source: str, encoder: str = "minilm") -> Path:
+    """A set without an image view: `rows()` gives (ids, texts, label sets); the N_TAGS most
+    frequent labels are kept."""
     import numpy as np
 
     from tasks import contract as c
     if (out / c.MARKER).exists():
         return out
-    ids, texts, tags = debtags_rows()
+    ids, texts, tags = rows()
     names = [t for t, _ in collections.Counter(t for ts in tags for t in ts).most_common(N_TAGS)]
     return write_set(out, ids, texts, tags, names, np.zeros((len(ids), IMG_DIM), np.float32),
-                     f"Debian bookworm debtags + {ENCODERS[encoder]} (bench/devsets.py)", encoder)
+                     f"{source} + {ENCODERS[encoder]} (bench/devsets.py)", encoder)
+
+
+def build_debtags(out: Path, encoder: str = "minilm") -> Path:
+    return build_text_only(out, debtags_rows, "Debian bookworm debtags", encoder)
 
 
 MIN_CATEGORY = 20    # dep11: a category at least this many applications carry is a label
@@ -369,15 +375,7 @@ def pypi_rows() -> tuple[list[str], list[str], list[set[str]]]:
 
 
 def build_pypi(out: Path, encoder: str = "minilm") -> Path:
-    import numpy as np
-
-    from tasks import contract as c
-    if (out / c.MARKER).exists():
-        return out
-    ids, texts, tags = pypi_rows()
-    names = [t for t, _ in collections.Counter(t for ts in tags for t in ts).most_common(N_TAGS)]
-    return write_set(out, ids, texts, tags, names, np.zeros((len(ids), IMG_DIM), np.float32),
-                     f"PyPI projects' summaries + {ENCODERS[encoder]}, Topic classifiers (bench/devsets.py)", encoder)
+    return build_text_only(out, pypi_rows, "PyPI projects' summaries and Topic classifiers", encoder)
 
 
 # <set> is embedded with MiniLM (384-d), <set>-mpnet with MPNet (768-d, the product's text dimension)
