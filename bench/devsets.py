@@ -27,7 +27,8 @@ dep11: every desktop application of Debian bookworm (main) in its AppStream (DEP
 
 pypi: a seeded sample of 45,000 of PyPI's projects (its simple index, on the day the set is built;
   the names and answers are kept in ~/.cache/social-tone/bench/pypi), of which those that have a
-  summary and a Topic classifier: about a third. Short texts, as posts are, and labels their
+  summary and a Topic classifier: about a third. The first build asks PyPI's JSON API 45,000
+  times (24 at a time: ~30 min here); later builds read the kept answers. Short texts, as posts are, and labels their
   authors chose, with heavy imbalance: a set held out from every choice made on the two above.
   - text: "name: summary", embedded as above.
   - labels: the 50 most frequent Topic classifiers, cut at three levels (Topic :: Internet ::
