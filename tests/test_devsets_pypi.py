@@ -63,3 +63,8 @@ def test_hostile_or_missing_answers_give_no_row_and_no_error(pypi):
     assert devsets.pypi_project("odd-types") == {"name": "odd-types", "summary": "", "topics": ["Topic :: Utilities"]}
     for name in ("no-info", "big", "not-json", "gone"):
         assert devsets.pypi_project(name) is None, name
+
+
+def test_a_name_from_the_index_stays_one_path_segment(pypi):
+    # quoted whole: "good/x" is not a way to the project "good"'s answer (nor "../" anywhere else)
+    assert devsets.pypi_project("good/x") is None
