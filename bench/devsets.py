@@ -334,6 +334,8 @@ def pypi_rows() -> tuple[list[str], list[str], list[set[str]]]:
     import random
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.fsutil import atomic_write_bytes
     cache = CACHE / "bench" / "pypi"
     cache.mkdir(parents=True, exist_ok=True)
     index = cache / "simple.html"
@@ -342,8 +344,7 @@ def pypi_rows() -> tuple[list[str], list[str], list[set[str]]]:
             body = r.read(PYPI_INDEX_MAX_BYTES + 1)
         if len(body) > PYPI_INDEX_MAX_BYTES:
             raise ValueError(f"{PYPI}/simple/: over {PYPI_INDEX_MAX_BYTES} bytes, not read")
-        Path(f"{index}.tmp").write_bytes(body)
-        os.replace(f"{index}.tmp", index)
+        atomic_write_bytes(index, body)
     names = sorted(set(re.findall(r'<a href="[^"]*">([^<]+)</a>', index.read_text())))
     sample = random.Random(PYPI_SEED).sample(names, min(PYPI_QUERIES, len(names)))
     answers = cache / "projects.jsonl"
@@ -368,11 +369,10 @@ def pypi_rows() -> tuple[list[str], list[str], list[set[str]]]:
                 f.flush()
                 print(f"pypi: {k + 1} of {len(todo)} fetched", flush=True)
     ids, texts, tags = [], [], []
-    for name in sample:
-        rec = done.get(name)
-        summary = " ".join((rec or {}).get("summary", "").split())[:500]
-        topics = {" :: ".join(t.split(" :: ")[:n]) for t in (rec or {}).get("topics", []) for n in (2, 3)
-                  if len(t.split(" :: ")) >= n}
+    for name in sample:  # every one is in `done` now
+        summary = " ".join(done[name]["summary"].split())[:500]
+        topics = {" :: ".join(levels[:n]) for levels in (t.split(" :: ") for t in done[name]["topics"])
+                  for n in (2, 3) if len(levels) >= n}
         if summary and topics:
             ids.append(name)
             texts.append(f"{name}: {summary}")
