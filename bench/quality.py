@@ -169,7 +169,7 @@ def run_set(name: str, data: Path, work: Path, before: Path | None, alone: list[
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", nargs="+",
-                    default=["debtags", "debtags-mpnet", "dep11", "dep11-mpnet", "pypi-mpnet", "synthetic"])
+                    default=["debtags", "debtags-mpnet", "dep11", "dep11-mpnet", "pypi-mpnet", "pypi90-mpnet", "synthetic"])
     ap.add_argument("--before", default="493dc09", help="git ref whose defaults are 'before' ('' to skip)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cost-only", action="store_true", help="only the ensemble's serving cost (interleaved)")
