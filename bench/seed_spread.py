@@ -6,7 +6,7 @@ bench/quality.py compares recipes in one run at one seed; on a small test split 
 rows in all) the seed alone moves a recipe's score by a few hundredths, more than the 0.005 that
 issue 23's bar allows between the default and the best single family. This measures that spread.
 
-    python bench/seed_spread.py [--sets dep11 dep11-mpnet debtags pypi-mpnet pypi90-mpnet] [--seeds 42,1,2,3]
+    python bench/seed_spread.py [--sets dep11 dep11-mpnet debtags debtags-mpnet pypi-mpnet pypi90-mpnet] [--seeds 42,1,2,3]
                                 [--candidates strong,wide] [--select] [--work DIR] [--json out.json]
 
 Each (set, candidate, seed) is one `train` of this code into --work (kept: a rerun reuses it).
@@ -49,7 +49,7 @@ def test_f1(out: Path, part: dict) -> tuple[np.ndarray, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sets", nargs="+", default=["dep11", "dep11-mpnet", "debtags", "pypi-mpnet", "pypi90-mpnet"])
+    ap.add_argument("--sets", nargs="+", default=["dep11", "dep11-mpnet", "debtags", "debtags-mpnet", "pypi-mpnet", "pypi90-mpnet"])
     ap.add_argument("--seeds", default="42,1,2,3")
     ap.add_argument("--candidates", default="strong,wide")
     ap.add_argument("--select", action="store_true", help="also train the candidates together (train's selection)")
