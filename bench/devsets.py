@@ -201,6 +201,16 @@ def embed(texts: list[str], encoder: str = "minilm", chunks: Path | None = None)
         return np.concatenate([np.load(out, allow_pickle=False) for _, out in jobs])
 
 
+def most_frequent(tags: list[set[str]], n: int) -> list[str]:
+    """The n labels that most rows carry, most frequent first."""
+    return [t for t, _ in collections.Counter(t for ts in tags for t in ts).most_common(n)]
+
+
+def drop_label_names(names: list[str]) -> list[str]:
+    """Labels as a drop's manifest names them: runs of other characters become one dot."""
+    return [re.sub(r"[^A-Za-z0-9_.-]+", ".", n) for n in names]
+
+
 def write_set(out: Path, ids: list[str], texts: list[str], tags: list[set[str]], names: list[str], img, source: str,
               encoder: str = "minilm") -> Path:
     """Label matrix over `names`, rows with none of them dropped, texts embedded, one labeled drop."""
@@ -213,7 +223,7 @@ def write_set(out: Path, ids: list[str], texts: list[str], tags: list[set[str]],
           flush=True)
     txt = embed([t for t, k in zip(texts, keep) if k], encoder, chunks=out.parent / f".{out.name}.chunks")
     c.write_drop(out, out.name, np.ascontiguousarray(img[keep], np.float32), txt, np.array(ids)[keep],
-                 labels=y[keep], label_names=[re.sub(r"[^A-Za-z0-9_.-]+", ".", n) for n in names], source=source)
+                 labels=y[keep], label_names=drop_label_names(names), source=source)
     shutil.rmtree(out.parent / f".{out.name}.chunks", ignore_errors=True)
     return out
 
@@ -227,7 +237,7 @@ def build_text_only(out: Path, rows, source: str, encoder: str = "minilm") -> Pa
     if (out / c.MARKER).exists():
         return out
     ids, texts, tags = rows()
-    names = [t for t, _ in collections.Counter(t for ts in tags for t in ts).most_common(N_TAGS)]
+    names = most_frequent(tags, N_TAGS)
     return write_set(out, ids, texts, tags, names, np.zeros((len(ids), IMG_DIM), np.float32),
                      f"{source} + {ENCODERS[encoder]} (bench/devsets.py)", encoder)
 
@@ -401,14 +411,13 @@ def build_tail(out: Path, base: str, rows, n_tags: int = N_TAGS_TAIL) -> Path:
         return out
     src = BUILDERS[base](CACHE / "devsets" / base)
     ids, _, tags = rows()
-    names = [t for t, _ in collections.Counter(t for ts in tags for t in ts).most_common(n_tags)]
+    names = most_frequent(tags, n_tags)
     by_id = dict(zip(ids, tags))
     kept = c.load_array(src / "ids.npy", mmap=False).astype(str)
     y = np.array([[t in by_id[i] for t in names] for i in kept], dtype=np.uint8)
-    manifest = c.read_manifest(src)
     c.write_drop(out, out.name, c.load_array(src / "img_emb.npy", mmap=False), c.load_array(src / "txt_emb.npy", mmap=False),
-                 kept, labels=y, label_names=[re.sub(r"[^A-Za-z0-9_.-]+", ".", n) for n in names],
-                 source=f"{manifest.source}, the {n_tags} most frequent labels")
+                 kept, labels=y, label_names=drop_label_names(names),
+                 source=f"{c.read_manifest(src).source}, the {n_tags} most frequent labels")
     return out
 
 
