@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)
 # ignored"): hundreds of harmless lines, filtered out (pip's own exit status is kept)
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; test $${PIPESTATUS[0]} -eq 0
 
-.PHONY: venv airflow-venv engine images demo down clean lint test test-tasks test-airflow bench-train bench-quality bench-seeds bench-memory bench-serving bench-d2s bench-alerts fuzz gpu-smoke team-up team-down team-test clean-venv
+.PHONY: venv airflow-venv nab engine images demo down clean lint test test-tasks test-airflow bench-train bench-quality bench-seeds bench-memory bench-serving bench-d2s bench-alerts fuzz gpu-smoke team-up team-down team-test clean-venv
 
 # (+ Triton's C++ onnxruntime backend for this venv's ONNX Runtime: a stamp check when built)
 venv: $(VENV)/.complete
@@ -69,7 +69,7 @@ test: lint test-tasks test-airflow team-test
 lint: venv
 	$(PY) -m ruff check .
 
-test-tasks: venv
+test-tasks: venv nab
 	$(PY) -m pytest -q --ignore=tests/airflow --ignore=tests/team
 
 test-airflow: venv airflow-venv images
@@ -91,10 +91,15 @@ bench-memory: venv
 bench-serving: venv
 	$(PY) bench/serving.py --reloads 100 --clients 4
 
+# NAB at the measured commit (bench/nab_corpus.py), for the spike-alert tests and bench-alerts: from
+# SOCIAL_TONE_GIT_MIRRORS or GitHub; where neither answers, those two tests skip and say why
+nab: venv
+	@$(PY) bench/nab_corpus.py --checkout >/dev/null || echo "warning: no NAB checkout (make nab): its tests skip" >&2
+
 # Spike alerts on NAB's real volumes, side by side with NAB's published detectors (a NAB checkout
 # at NAB_DIR, default ~/.cache/social-tone/nab); rewrites the table in docs/benchmarks.md and the
 # calibration the daily monitor quotes.
-bench-alerts: venv
+bench-alerts: nab
 	$(PY) bench/alerts.py --json bench/results/alerts-$$(date +%F).json --doc docs/benchmarks.md \
 	  --calibration tasks/detect_calibration.json
 

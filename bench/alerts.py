@@ -1,6 +1,6 @@
 """Spike alerts on real volumes: social-tone's detector and NAB's published detectors, one run.
 
-    make bench-alerts    (NAB checkout at NAB_DIR, default ~/.cache/social-tone/nab)
+    make bench-alerts    (NAB checkout at NAB_DIR, default ~/.cache/social-tone/nab: `make nab`)
 
 For each NAB scoring profile (standard, reward-low-FP, reward-low-FN):
   - social-tone (`tasks detect`'s code path and settings, tasks/detect.py): its threshold is
@@ -33,11 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nab_corpus import HELD_OUT, PROBATION, PROFILES, TRAIN_CATEGORIES, Corpus  # noqa: E402
+from nab_corpus import HELD_OUT, NAB_COMMIT, PROBATION, PROFILES, TRAIN_CATEGORIES, Corpus  # noqa: E402
 
 from tasks import detect  # noqa: E402
 
-NAB_COMMIT = "ea702d75cc2258d9d7dd35ca8e5e2539d71f3140"  # the NAB checkout measured (2023, MIT licence)
 TWEETS = ("realTweets",)
 ARTIFICIAL = ("artificialNoAnomaly", "artificialWithAnomaly")
 CALIBRATION_Z = (3.0, 4.0, 5.0, 6.0, 8.0)

@@ -1,7 +1,9 @@
 """The Numenta Anomaly Benchmark (NAB) as a library: its corpus, its labels, and its own scorer.
 
 NAB (github.com/numenta/NAB, MIT) is not vendored: point NAB_DIR at a checkout (default
-~/.cache/social-tone/nab; bench/alerts.py names the commit it was measured on). Scoring uses
+~/.cache/social-tone/nab), or let `python bench/nab_corpus.py --checkout` (`make nab`) make one at
+NAB_COMMIT, the commit every figure was measured on, from a git mirror folder
+(SOCIAL_TONE_GIT_MIRRORS, <owner>+<name>/repo) or else GitHub. Scoring uses
 NAB's own `nab.sweeper.Sweeper` from that checkout (pure Python), so each per-file sweep, the
 threshold optimisation over a set of files and the normalisation against the null detector
 are NAB's arithmetic:
@@ -13,10 +15,13 @@ tests/test_detect.py checks two detectors).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as dt
 import json
 import os
+import shutil
+import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -29,11 +34,47 @@ TRAIN_CATEGORIES = ("realTweets", "artificialNoAnomaly", "artificialWithAnomaly"
 HELD_OUT = ("realAWSCloudwatch", "realAdExchange", "realKnownCause", "realTraffic")  # never tuned on
 
 
+NAB_REPO = "numenta/NAB"
+NAB_COMMIT = "ea702d75cc2258d9d7dd35ca8e5e2539d71f3140"  # the checkout measured (2024-12-03, MIT licence)
+
+
+def nab_path() -> Path:
+    """Where the checkout is looked for: NAB_DIR, else ~/.cache/social-tone/nab."""
+    return Path(os.environ.get("NAB_DIR") or Path.home() / ".cache/social-tone/nab")
+
+
+def has_corpus(d: Path) -> bool:
+    return (d / "labels" / "combined_windows.json").is_file()
+
+
 def nab_dir() -> Path:
-    d = Path(os.environ.get("NAB_DIR", Path.home() / ".cache/social-tone/nab"))
-    if not (d / "labels" / "combined_windows.json").is_file():
-        raise SystemExit(f"NAB not found at {d}: clone github.com/numenta/NAB there or set NAB_DIR")
+    d = nab_path()
+    if not has_corpus(d):
+        raise SystemExit(f"NAB not found at {d}: `make nab` makes a checkout there, or set NAB_DIR")
     return d
+
+
+def checkout(dest: Path | None = None, commit: str = NAB_COMMIT) -> Path:
+    """A checkout of NAB at `commit` at `dest` (default nab_path()), unless one is there: cloned
+    from the mirror folder when it has NAB, else from GitHub, into a temporary sibling, then renamed."""
+    from tasks import env  # the settings registry (bench/ runs with the repository on sys.path)
+    dest = Path(dest or nab_path())
+    if has_corpus(dest):
+        return dest
+    mirrors = env.get("SOCIAL_TONE_GIT_MIRRORS")
+    mirror = Path(mirrors) / NAB_REPO.replace("/", "+") / "repo" if mirrors else None
+    source = str(mirror) if mirror and mirror.is_dir() else f"https://github.com/{NAB_REPO}"
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    git = ["git", "-c", "advice.detachedHead=false"]
+    subprocess.run([*git, "clone", "-q", "--no-checkout", source, str(tmp)], check=True)
+    subprocess.run([*git, "-C", str(tmp), "checkout", "-q", commit], check=True)
+    if not has_corpus(tmp):
+        shutil.rmtree(tmp)
+        raise SystemExit(f"{source} at {commit[:7]}: no labels/combined_windows.json")
+    tmp.rename(dest)
+    return dest
 
 
 @lru_cache(maxsize=None)
@@ -109,3 +150,17 @@ class Corpus:
 
     def null_raw(self, files: list[str], profile: str) -> float:
         return self.raw_score({f: np.full(len(self.series(f)[1]), 0.5) for f in files}, profile)[0]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="NAB's corpus for the spike-alert benchmark and tests")
+    ap.add_argument("--checkout", action="store_true", help=f"make a checkout at {NAB_COMMIT[:7]} unless one is there")
+    ap.add_argument("--dir", type=Path, default=None, help="where (default: NAB_DIR, else ~/.cache/social-tone/nab)")
+    args = ap.parse_args()
+    d = checkout(args.dir) if args.checkout else (args.dir or nab_dir())
+    print(d)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

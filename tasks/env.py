@@ -90,7 +90,7 @@ VARS = {v.name: v for v in (
     Var("SOCIAL_TONE_AIRFLOW_BIN", "harness", None, "the airflow executable scripts/demo.sh runs"),
     Var("SOCIAL_TONE_VENV", "harness", None, "the tasks venv docker/build-images.sh builds the ORT backend for"),
     Var("SOCIAL_TONE_GIT_MIRRORS", "harness", None, "a folder of git mirrors (<owner>+<name>/repo) for "
-        "docker/build-ort-backend.sh's sources"),
+        "docker/build-ort-backend.sh's sources and bench/nab_corpus.py's NAB checkout"),
 )}
 
 MODEL_NAME = VARS["SOCIAL_TONE_MODEL_NAME"].default

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,16 +130,42 @@ def test_row_cap_bounds_memory(tmp_path):
         detect.read_series(tmp_path / "in.csv", max_rows=10)
 
 
-NAB = Path(os.environ.get("NAB_DIR", Path.home() / ".cache/social-tone/nab"))
-needs_nab = pytest.mark.skipif(not (NAB / "labels" / "combined_windows.json").is_file(),
-                               reason=f"no NAB checkout at {NAB} (clone github.com/numenta/NAB there or set NAB_DIR)")
+sys.path.insert(0, str(ROOT / "bench"))
+import nab_corpus  # noqa: E402
+
+NAB = nab_corpus.nab_path()
+needs_nab = pytest.mark.skipif(not nab_corpus.has_corpus(NAB), reason=f"no NAB checkout at {NAB} (`make nab`)")
+
+
+def test_nab_checkout_comes_from_the_mirror_at_the_commit_and_lands_whole(tmp_path, monkeypatch):
+    repo = tmp_path / "mirrors" / "numenta+NAB" / "repo"
+    (repo / "labels").mkdir(parents=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "README.md").write_text("no corpus yet\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "empty"], check=True)
+    empty = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (repo / "labels" / "combined_windows.json").write_text("{}")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "labels"], check=True)
+    full = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (repo / "labels" / "combined_windows.json").write_text('{"later": []}')  # uncommitted: not what is checked out
+    monkeypatch.setenv("SOCIAL_TONE_GIT_MIRRORS", str(tmp_path / "mirrors"))
+    dest = tmp_path / "cache" / "nab"
+    with pytest.raises(SystemExit, match="no labels/combined_windows.json"):
+        nab_corpus.checkout(dest, commit=empty)  # a commit without the corpus: nothing left behind
+    assert not dest.exists() and not dest.with_name("nab.tmp").exists()
+    assert nab_corpus.checkout(dest, commit=full) == dest
+    assert (dest / "labels" / "combined_windows.json").read_text() == "{}"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["nab"]
+    shutil.rmtree(repo)
+    assert nab_corpus.checkout(dest, commit=full) == dest  # there already: no clone
 
 
 @needs_nab
 def test_nab_harness_reproduces_the_published_scores():
-    sys.path.insert(0, str(ROOT / "bench"))
-    from nab_corpus import Corpus
-    c = Corpus(NAB)
+    c = nab_corpus.Corpus(NAB)
     files = c.files()
     for detector, profile in (("twitterADVec", "standard"), ("numenta", "reward_low_FN_rate")):
         scores = {f: c.published_scores(detector, f) for f in files}
@@ -150,7 +177,6 @@ def test_nab_harness_reproduces_the_published_scores():
 @needs_nab
 def test_on_real_tweets_the_detector_beats_twitter_advec():
     """Issue 24's bar, through `tasks detect`'s own code path, threshold from the tuning categories."""
-    sys.path.insert(0, str(ROOT / "bench"))
     import alerts
     from nab_corpus import PROFILES, TRAIN_CATEGORIES, Corpus
     c = alerts.corpus()
