@@ -64,7 +64,8 @@ clean:
 	rm -rf $${DEMO_DIR:-$(CURDIR)/.demo}
 	@echo "removed $${DEMO_DIR:-$(CURDIR)/.demo}"
 
-test: lint test-tasks test-airflow team-test
+# images first: the task tests of the GPU image's wheelhouse need the base image (they skip without it)
+test: lint images test-tasks test-airflow team-test
 
 lint: venv
 	$(PY) -m ruff check .
