@@ -7,13 +7,14 @@ rows in all) the seed alone moves a recipe's score by a few hundredths, more tha
 issue 23's bar allows between the default and the best single family. This measures that spread.
 
     python bench/seed_spread.py [--sets dep11 dep11-mpnet debtags debtags-mpnet pypi-mpnet pypi90-mpnet] [--seeds 42,1,2,3]
-                                [--candidates strong,wide] [--select] [--work DIR] [--json out.json]
+                                [--candidates strong,wide] [--select] [--set key=value,...] [--work DIR] [--json out.json]
 
 Each (set, candidate, seed) is one `train` of this code into --work (kept: a rerun reuses it).
 With --select, each (set, seed) is also trained with all the candidates in one run, as
 `tasks train --candidates ...` does it: the "selected" column is the test macro-F1 of what its
 selection kept (a candidate or the ensemble; "kept" names it). A candidate trains from its seed
-alone, so the members of that run are the single runs' models.
+alone, so the members of that run are the single runs' models. --set trains every run with
+those TrainConfig overrides (e.g. budget_steps=1000), kept in runs of their own.
 """
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ from tasks.split import TEST, VAL
 from tasks.train import TrainConfig, train
 
 
-def run(data: Path, work: Path, candidates: str, seed: int) -> Path:
-    out = work / data.name / f"{candidates.replace(',', '+')}-{seed}"
+def run(data: Path, work: Path, candidates: str, seed: int, over: dict | None = None) -> Path:
+    tag = "".join(f"-{k}={v}" for k, v in sorted((over or {}).items()))
+    out = work / data.name / f"{candidates.replace(',', '+')}-{seed}{tag}"
     if not out.exists():  # train writes the run dir whole or not at all
-        train([data], out, TrainConfig(candidates=candidates, seed=seed), tracking_uri="none")
+        train([data], out, TrainConfig(**{**(over or {}), "candidates": candidates, "seed": seed}), tracking_uri="none")
     return out
 
 
@@ -53,11 +55,13 @@ def main() -> int:
     ap.add_argument("--seeds", default="42,1,2,3")
     ap.add_argument("--candidates", default="strong,wide")
     ap.add_argument("--select", action="store_true", help="also train the candidates together (train's selection)")
+    ap.add_argument("--set", default="", help="key=value,...: TrainConfig overrides for every run")
     ap.add_argument("--work", type=Path, default=Path("/tmp/social-tone-seed-spread"))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds, names = [int(s) for s in args.seeds.split(",")], args.candidates.split(",")
+    over = TrainConfig.parse_overrides(args.set)
     rows = []
     for name in args.sets:
         data = CACHE / "devsets" / name
@@ -66,14 +70,14 @@ def main() -> int:
         for seed in seeds:
             row, proba = {"set": name, "seed": seed}, {}
             for c in names:
-                out = run(data, args.work, c, seed)
+                out = run(data, args.work, c, seed, over)
                 proba[c] = {VAL: mdl.predict_proba(mdl.load(out), part[VAL][0], part[VAL][1])}
                 proba[c][TEST], row[c] = test_f1(out, part)
             mean = {w: np.mean([proba[c][w] for c in names], axis=0) for w in (VAL, TEST)}
             row["ensemble"] = metrics.macro_f1(part[TEST][2], mean[TEST],
                                                metrics.tune_thresholds(part[VAL][2], mean[VAL]).thresholds)
             if args.select and len(names) > 1:
-                out = run(data, args.work, args.candidates, seed)
+                out = run(data, args.work, args.candidates, seed, over)
                 row["selected"] = test_f1(out, part)[1]
                 row["kept"] = RunDir(out).summary()["candidate"]
             rows.append(row)

@@ -15,7 +15,6 @@ our defaults with TrainConfig overrides (e.g. `strong:candidates=strong`), run i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import platform
@@ -51,13 +50,7 @@ def test_f1(run: Path, data: Path) -> tuple[float, float]:
 def variant(spec: str) -> tuple[str, TrainConfig, dict]:
     """NAME:key=value,... -> (NAME, our defaults with those overrides, the overrides)."""
     name, _, pairs = spec.partition(":")
-    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    over = {}
-    for pair in filter(None, pairs.split(",")):
-        k, _, v = pair.partition("=")
-        if k not in fields:
-            raise SystemExit(f"--variant {spec}: {k!r} is no TrainConfig field")
-        over[k] = {"int": int, "float": float, "bool": lambda x: x.lower() in ("1", "true")}.get(fields[k], str)(v)
+    over = TrainConfig.parse_overrides(pairs)
     if not name or name in RECIPES:
         raise SystemExit(f"--variant {spec}: give it a name other than {', '.join(RECIPES)}")
     return name, TrainConfig.from_overrides(over), over

@@ -105,6 +105,19 @@ class TrainConfig:
                              "max_epochs, cache_mb, window_drops, race_margin, race_steps, select_margin, ensemble and hidden >= 0")
         return cfg
 
+    @classmethod
+    def parse_overrides(cls, pairs: str) -> dict:
+        """"key=value,key=value" -> {field: value typed as the field} (benchmarks' variants)."""
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        over = {}
+        for pair in filter(None, pairs.split(",")):
+            k, _, v = pair.partition("=")
+            if k not in types:
+                raise ValueError(f"{k!r} is no TrainConfig field (known: {sorted(types)})")
+            over[k] = {"int": int, "float": float, "bool": lambda x: x.lower() in ("1", "true")}.get(types[k], str)(v)
+        cls.from_overrides(over)  # checked as a run's would be
+        return over
+
     def candidate_configs(self) -> list[tuple[str, "TrainConfig"]]:
         """(name, the config it trains with) for each candidate, in order."""
         return [(n, dataclasses.replace(self, **{**CANDIDATES[n], **({"hidden": self.hidden} if self.hidden else {})}))

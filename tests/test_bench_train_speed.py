@@ -18,7 +18,7 @@ def test_a_variant_is_the_defaults_with_typed_overrides():
     assert cfg == TrainConfig(candidates="strong", race_steps=100, select_margin=0.01, tune_thresholds=False)
 
 
-@pytest.mark.parametrize("spec, error", [("x:nope=1", "no TrainConfig field"), ("seed:lr=1", "other than"),
+@pytest.mark.parametrize("spec, error", [("x:nope=1", "is no TrainConfig field"), ("seed:lr=1", "other than"),
                                          (":lr=1", "other than"), ("x:candidates=bogus", "candidates must be")])
 def test_a_bad_variant_is_refused_by_name(spec, error):
     with pytest.raises((SystemExit, ValueError), match=error):
