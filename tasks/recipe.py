@@ -108,13 +108,21 @@ class TrainConfig:
     @classmethod
     def parse_overrides(cls, pairs: str) -> dict:
         """"key=value,key=value" -> {field: value typed as the field} (benchmarks' variants)."""
+        def boolean(v: str) -> bool:
+            if v.lower() not in ("true", "false", "1", "0"):
+                raise ValueError("not true or false")
+            return v.lower() in ("true", "1")
+
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         over = {}
         for pair in filter(None, pairs.split(",")):
             k, _, v = pair.partition("=")
             if k not in types:
                 raise ValueError(f"{k!r} is no TrainConfig field (known: {sorted(types)})")
-            over[k] = {"int": int, "float": float, "bool": lambda x: x.lower() in ("1", "true")}.get(types[k], str)(v)
+            try:
+                over[k] = {"int": int, "float": float, "bool": boolean}.get(types[k], str)(v)
+            except ValueError as e:
+                raise ValueError(f"{k}={v!r}: not a {types[k]} ({e})") from None
         cls.from_overrides(over)  # checked as a run's would be
         return over
 

@@ -19,7 +19,9 @@ def test_a_variant_is_the_defaults_with_typed_overrides():
 
 
 @pytest.mark.parametrize("spec, error", [("x:nope=1", "is no TrainConfig field"), ("seed:lr=1", "other than"),
-                                         (":lr=1", "other than"), ("x:candidates=bogus", "candidates must be")])
+                                         (":lr=1", "other than"), ("x:candidates=bogus", "candidates must be"),
+                                         ("x:budget_steps=many", "budget_steps='many': not a int"),
+                                         ("x:tune_thresholds=yes", "not a bool")])
 def test_a_bad_variant_is_refused_by_name(spec, error):
     with pytest.raises((SystemExit, ValueError), match=error):
         train_speed.variant(spec)
