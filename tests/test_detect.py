@@ -178,16 +178,15 @@ def test_nab_harness_reproduces_the_published_scores():
 def test_on_real_tweets_the_detector_beats_twitter_advec():
     """Issue 24's bar, through `tasks detect`'s own code path, threshold from the tuning categories."""
     import alerts
-    from nab_corpus import PROFILES, TRAIN_CATEGORIES, Corpus
     c = alerts.corpus()
-    assert isinstance(c, Corpus)
-    tweets, tune = c.files(["realTweets"]), c.files(TRAIN_CATEGORIES)
+    assert isinstance(c, nab_corpus.Corpus)
+    tweets, tune = c.files(["realTweets"]), c.files(nab_corpus.TRAIN_CATEGORIES)
     ours = alerts.ours(tune)
     _, thr = alerts.normalised(ours, tune, "standard")
     mine = alerts.normalised(ours, tweets, "standard", thr)[0]
     advec = {f: c.published_scores("twitterADVec", f) for f in tweets}
     theirs = alerts.normalised(advec, tweets, "standard", c.thresholds["twitterADVec"]["standard"]["threshold"])[0]
-    assert "standard" in PROFILES and mine > theirs + 5, (mine, theirs)
+    assert "standard" in nab_corpus.PROFILES and mine > theirs + 5, (mine, theirs)
 
 
 def test_the_report_page_the_dashboard_and_the_webhook_carry_the_trust_line(tmp_path, monkeypatch):
